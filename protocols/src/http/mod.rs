@@ -1,0 +1,1 @@
+//! The HTTP redirect module (work in progress: the pure codec lands first).

@@ -1,0 +1,12 @@
+//! torsion's protocol modules.
+//!
+//! Each module has the same three parts, so a reader who learns one knows all:
+//! a pure parser/encoder (bytes in, typed value or typed error out, no I/O),
+//! a [`Protocol`](torsion_reactor::Protocol) + factory that drives it from
+//! reactor events, and a config struct with defaults.
+//!
+//! The codecs land first; the protocols that drive them follow.
+
+pub mod gemini;
+pub mod http;
+pub mod websocket;

@@ -1,0 +1,1220 @@
+//! The reactor's state and the mechanics every event goes through: calling
+//! a protocol, flushing output, arming interest, closing connections.
+//!
+//! Rules that keep this sound:
+//! - A protocol method never closes a connection directly; it sets flags and
+//!   marks the connection dirty. Connections are torn down only from the
+//!   loop (`settle`, event handlers, timers), never while one of their own
+//!   methods is running.
+//! - Output written during a callback goes to one shared staging buffer
+//!   when the connection has nothing queued (the common case), and is sent
+//!   with one `write` when the callback returns: no per-message allocation,
+//!   and several small writes become one syscall. Only bytes the socket did
+//!   not take are copied into the connection's own queue.
+//! - Sockets are registered edge-triggered. Reads continue until a short
+//!   read, `WouldBlock` or the per-wakeup batch; a connection that still
+//!   has data after its batch goes on the `pending` list for the next turn.
+//!   Writable interest is armed only while output is queued.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use polling::{Event, PollMode, Poller};
+use slab::Slab;
+
+use crate::addr::{canonical_peer, PeerAddr};
+use crate::child::ChildEntry;
+use crate::config::ReactorConfig;
+use crate::conn::{flag, Conn, Stream};
+use crate::ids::{ChildId, ChildStream, ListenerId};
+use crate::listener::{ListenSocket, Listener};
+use crate::protocol::{Disconnect, PeerInfo, Protocol, Verdict};
+use crate::reactor::{RunState, Shared};
+use crate::signals::SignalPipe;
+use crate::stats::ListenerStats;
+use crate::sys;
+use crate::timers::{TimerKind, Timers, NIL};
+use crate::transport::{Context, Transport};
+
+/// Poller keys: the low two bits say what the key names, the rest is an index.
+pub(crate) const KIND_CONN: usize = 0;
+pub(crate) const KIND_LISTENER: usize = 1;
+pub(crate) const KIND_PIPE: usize = 2;
+pub(crate) const KIND_SIGNAL: usize = 3;
+
+pub(crate) fn poll_key(kind: usize, index: u32) -> usize {
+    ((index as usize) << 2) | kind
+}
+
+fn pipe_index(child: u32, stream: ChildStream) -> u32 {
+    (child << 1) | matches!(stream, ChildStream::Stderr) as u32
+}
+
+/// A reactor-wide signal callback.
+pub(crate) type SignalCallback = Box<dyn FnMut(&mut Context<'_>)>;
+
+/// Work left for the next turn of the loop.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Pending {
+    /// The connection may have more to read (its read batch ran out).
+    Read(u32, u32),
+    /// Output fell below the low water mark: call `write_drained`.
+    Drained(u32, u32),
+    /// An outbound connection completed immediately: call `connection_made`.
+    Connected(u32, u32),
+    /// An outbound connection failed immediately: report it.
+    Failed(u32, u32),
+}
+
+/// Everything a reactor owns except the event list.
+pub(crate) struct Core {
+    pub poller: Arc<Poller>,
+    pub conns: Slab<Conn>,
+    /// Indexed by `ListenerId`; `None` once closed (ids are never reused).
+    pub listeners: Vec<Option<Listener>>,
+    pub timers: Timers,
+    pub children: Slab<ChildEntry>,
+    pub config: ReactorConfig,
+    pub pending: VecDeque<Pending>,
+    /// Connections whose output or interest must be settled; each appears
+    /// at most once (guarded by `flag::DIRTY`).
+    pub dirty: Vec<(u32, u32)>,
+    /// Output of `staging_owner` written during the current callback.
+    pub staging: Vec<u8>,
+    pub staging_owner: (u32, u32),
+    /// The one read buffer shared by all connections (taken while in use).
+    pub read_buf: Vec<u8>,
+    /// The time at the start of the current turn of the loop.
+    pub now: Instant,
+    pub next_gen: u32,
+    pub client_stats: ListenerStats,
+    pub shared: Arc<Shared>,
+    pub state: RunState,
+    pub signals: Option<SignalPipe>,
+    pub signal_handlers: Vec<(i32, Option<SignalCallback>)>,
+    /// SIGINT/SIGTERM start a graceful shutdown.
+    pub graceful_signals: bool,
+    /// Kept open so that, out of descriptors, we can free one to accept
+    /// and close a pending connection instead of leaving it hanging.
+    pub spare_fd: Option<File>,
+    /// Listeners are paused because the connection cap is reached.
+    pub cap_paused: bool,
+    /// `settle` is running (it is not re-entered).
+    pub settling: bool,
+    pub child_gen: u32,
+}
+
+impl Core {
+    pub fn new(poller: Arc<Poller>, config: ReactorConfig, shared: Arc<Shared>) -> Core {
+        let read_buf = vec![0; config.read_buffer.max(1)];
+        Core {
+            poller,
+            conns: Slab::new(),
+            listeners: Vec::new(),
+            timers: Timers::default(),
+            children: Slab::new(),
+            config,
+            pending: VecDeque::new(),
+            dirty: Vec::new(),
+            staging: Vec::new(),
+            staging_owner: (NIL, 0),
+            read_buf,
+            now: Instant::now(),
+            next_gen: 0,
+            client_stats: ListenerStats::default(),
+            shared,
+            state: RunState::Running,
+            signals: None,
+            signal_handlers: Vec::new(),
+            graceful_signals: false,
+            spare_fd: File::open("/dev/null").ok(),
+            cap_paused: false,
+            settling: false,
+            child_gen: 0,
+        }
+    }
+
+    // ----- lookup helpers -------------------------------------------------
+
+    pub fn conn(&self, key: u32, gen: u32) -> Option<&Conn> {
+        self.conns.get(key as usize).filter(|c| c.gen == gen)
+    }
+
+    pub fn conn_mut(&mut self, key: u32, gen: u32) -> Option<&mut Conn> {
+        self.conns.get_mut(key as usize).filter(|c| c.gen == gen)
+    }
+
+    pub fn stats_mut(&mut self, listener: u32) -> &mut ListenerStats {
+        match self
+            .listeners
+            .get_mut(listener as usize)
+            .and_then(|l| l.as_mut())
+        {
+            Some(l) => &mut l.stats,
+            None => &mut self.client_stats,
+        }
+    }
+
+    pub fn mark_dirty(&mut self, key: u32, gen: u32) {
+        if let Some(c) = self.conn_mut(key, gen) {
+            if !c.has(flag::DIRTY) {
+                c.flags |= flag::DIRTY;
+                self.dirty.push((key, gen));
+            }
+        }
+    }
+
+    /// Bytes queued for a connection, including what sits in staging.
+    pub fn buffered(&self, key: u32, gen: u32) -> usize {
+        let Some(c) = self.conn(key, gen) else {
+            return 0;
+        };
+        let staged = if self.staging_owner == (key, gen) {
+            self.staging.len()
+        } else {
+            0
+        };
+        c.unsent() + staged
+    }
+
+    fn take_read_buf(&mut self) -> Vec<u8> {
+        let buf = std::mem::take(&mut self.read_buf);
+        if buf.is_empty() {
+            // Only if a callback somehow re-entered a read: never read into
+            // an empty buffer (that would look like EOF).
+            vec![0; self.config.read_buffer.max(1)]
+        } else {
+            buf
+        }
+    }
+
+    // ----- calling protocols ---------------------------------------------
+
+    /// Runs `f` with a connection's protocol and a transport for it, then
+    /// settles whatever the callback changed.
+    pub fn call<F>(&mut self, key: u32, gen: u32, f: F)
+    where
+        F: FnOnce(&mut dyn Protocol, &mut Transport<'_>),
+    {
+        let Some(conn) = self.conn_mut(key, gen) else {
+            return;
+        };
+        let Some(mut proto) = conn.protocol.take() else {
+            return;
+        };
+        {
+            let mut t = Transport::new(self, key, gen);
+            f(proto.as_mut(), &mut t);
+        }
+        if let Some(conn) = self.conn_mut(key, gen) {
+            conn.protocol = Some(proto);
+        }
+        self.settle();
+    }
+
+    // ----- output ---------------------------------------------------------
+
+    /// Flushes staging and every dirty connection, closing those that asked
+    /// to be closed. Not re-entrant: a nested call returns at once and the
+    /// outer loop picks up the work.
+    pub fn settle(&mut self) {
+        if self.settling {
+            return;
+        }
+        self.settling = true;
+        loop {
+            self.flush_staging();
+            let Some((key, gen)) = self.dirty.pop() else {
+                break;
+            };
+            match self.conn_mut(key, gen) {
+                Some(c) => c.flags &= !flag::DIRTY,
+                None => continue,
+            }
+            self.flush(key, gen);
+        }
+        self.settling = false;
+    }
+
+    fn flush_staging(&mut self) {
+        let (key, gen) = self.staging_owner;
+        if key == NIL {
+            return;
+        }
+        self.staging_owner = (NIL, 0);
+        let staging = std::mem::take(&mut self.staging);
+        let mut sent = 0;
+        let mut error = None;
+        if let Some(conn) = self.conn_mut(key, gen) {
+            if !conn.has(flag::ABORT | flag::CONNECTING) {
+                sent = write_all_nonblocking(&conn.stream, &staging, &mut error);
+            }
+            if sent < staging.len() && !conn.has(flag::ABORT) {
+                conn.out.extend_from_slice(&staging[sent..]);
+            }
+            if let Some(e) = error {
+                conn.error = Some(e);
+            }
+            let listener = conn.listener;
+            self.stats_mut(listener).bytes_out += sent as u64;
+            self.mark_dirty(key, gen);
+        }
+        self.staging = staging;
+        self.staging.clear();
+    }
+
+    /// Sends queued output and applies the connection's state changes.
+    fn flush(&mut self, key: u32, gen: u32) {
+        let (high, low) = (self.config.high_water, self.config.low_water);
+        let Some(conn) = self.conns.get_mut(key as usize).filter(|c| c.gen == gen) else {
+            return;
+        };
+        if conn.has(flag::ABORT) {
+            let unsent = conn.unsent();
+            return self.finalize(key, Disconnect::Aborted { unsent });
+        }
+        if let Some(e) = conn.error.take() {
+            return self.finalize(key, Disconnect::Io(e));
+        }
+        if conn.has(flag::CONNECTING) {
+            return self.update_interest(key, gen);
+        }
+        let mut sent = 0;
+        if conn.unsent() > 0 {
+            let mut error = None;
+            let rest = conn.out.get(conn.out_sent..).unwrap_or(&[]);
+            sent = write_all_nonblocking(&conn.stream, rest, &mut error);
+            conn.out_sent += sent;
+            if let Some(e) = error {
+                let listener = conn.listener;
+                self.stats_mut(listener).bytes_out += sent as u64;
+                return self.finalize(key, Disconnect::Io(e));
+            }
+        }
+        let unsent = conn.unsent();
+        if unsent == 0 {
+            // Release the buffer: an idle connection owns no output memory.
+            if conn.out.capacity() > 0 {
+                conn.out = Vec::new();
+            }
+            conn.out_sent = 0;
+            if conn.has(flag::SHUT_WR_WANTED) && !conn.has(flag::WRITE_SHUT) {
+                conn.flags |= flag::WRITE_SHUT;
+                if let Err(e) = conn.stream.shutdown_write() {
+                    log::debug!("shutdown(write) failed: {e}");
+                }
+            }
+            if conn.has(flag::CLOSING) {
+                let listener = conn.listener;
+                self.stats_mut(listener).bytes_out += sent as u64;
+                return self.finalize(key, Disconnect::Closed);
+            }
+        } else if conn.out_sent >= conn.out.len() / 2 {
+            // Compact so a long-lived queue does not grow without bound.
+            let sent_so_far = conn.out_sent;
+            conn.out.drain(..sent_so_far);
+            conn.out_sent = 0;
+        }
+        if conn.has(flag::OVER_HIGH) && unsent <= low {
+            conn.flags &= !flag::OVER_HIGH;
+            self.pending.push_back(Pending::Drained(key, gen));
+        } else if unsent > high {
+            conn.flags |= flag::OVER_HIGH;
+        }
+        let listener = conn.listener;
+        self.stats_mut(listener).bytes_out += sent as u64;
+        self.update_interest(key, gen);
+    }
+
+    /// Registers exactly the interest the connection needs now.
+    pub fn update_interest(&mut self, key: u32, gen: u32) {
+        let Some(conn) = self.conns.get_mut(key as usize).filter(|c| c.gen == gen) else {
+            return;
+        };
+        let want_read = !conn.has(
+            flag::READ_PAUSED | flag::PEER_EOF | flag::CLOSING | flag::ABORT | flag::CONNECTING,
+        );
+        let want_write = conn.unsent() > 0 || conn.has(flag::CONNECTING);
+        let have_read = conn.has(flag::READ_ARMED);
+        let have_write = conn.has(flag::WRITE_ARMED);
+        if want_read == have_read && want_write == have_write {
+            return;
+        }
+        let ev = Event::new(poll_key(KIND_CONN, key), want_read, want_write);
+        match self
+            .poller
+            .modify_with_mode(&conn.stream, ev, PollMode::Edge)
+        {
+            Ok(()) => {
+                conn.flags &= !(flag::READ_ARMED | flag::WRITE_ARMED);
+                if want_read {
+                    conn.flags |= flag::READ_ARMED;
+                }
+                if want_write {
+                    conn.flags |= flag::WRITE_ARMED;
+                }
+            }
+            Err(e) => {
+                log::warn!("poller modify failed: {e}");
+                conn.error = Some(e);
+                if !conn.has(flag::DIRTY) {
+                    conn.flags |= flag::DIRTY;
+                    self.dirty.push((key, gen));
+                }
+            }
+        }
+    }
+
+    // ----- closing --------------------------------------------------------
+
+    /// Removes a connection and tells its protocol. Safe to call for a key
+    /// that is already gone.
+    pub fn finalize(&mut self, key: u32, reason: Disconnect) {
+        let Some(mut conn) = self.conns.try_remove(key as usize) else {
+            return;
+        };
+        let gen = conn.gen;
+        // Delete before the fd closes (when `conn.stream` drops below):
+        // epoll would otherwise keep a registration for a reused fd number.
+        if let Err(e) = self.poller.delete(&conn.stream) {
+            log::debug!("poller delete failed: {e}");
+        }
+        self.timers.remove_all(&mut conn.timers_head);
+        if self.staging_owner == (key, gen) {
+            self.staging.clear();
+            self.staging_owner = (NIL, 0);
+        }
+        if conn.children > 0 {
+            self.orphan_children(key, gen);
+        }
+        let listener = conn.listener;
+        let stats = self.stats_mut(listener);
+        stats.active = stats.active.saturating_sub(1);
+        stats.closed += 1;
+        if conn.has(flag::GATED) {
+            if let Some(Some(l)) = self.listeners.get_mut(listener as usize) {
+                if let Some(gate) = l.gate.as_mut() {
+                    gate.released(&conn.peer);
+                }
+            }
+        }
+        if reason.unsent() > 0 {
+            log::debug!(
+                "connection {} to {}: {} ({} bytes discarded)",
+                key,
+                conn.peer,
+                reason,
+                reason.unsent()
+            );
+        } else {
+            log::trace!("connection {} to {}: {}", key, conn.peer, reason);
+        }
+        let Conn {
+            stream, protocol, ..
+        } = conn;
+        drop(stream);
+        if let Some(mut proto) = protocol {
+            let mut t = Transport::new(self, key, gen);
+            proto.connection_lost(&mut t, &reason);
+        }
+        self.maybe_resume_after_cap();
+    }
+
+    /// Closes every connection now (shutdown deadline, or stop).
+    pub fn close_all(&mut self) {
+        let keys: Vec<u32> = self.conns.iter().map(|(k, _)| k as u32).collect();
+        for key in keys {
+            let unsent = self.conns.get(key as usize).map_or(0, |c| c.unsent());
+            self.finalize(key, Disconnect::Shutdown { unsent });
+        }
+        self.settle();
+    }
+
+    // ----- events ---------------------------------------------------------
+
+    pub fn dispatch(&mut self, ev: Event) {
+        let index = (ev.key >> 2) as u32;
+        match ev.key & 3 {
+            KIND_CONN => self.on_conn_event(index, ev),
+            KIND_LISTENER => self.on_listener_event(index),
+            KIND_PIPE => {
+                let stream = if index & 1 == 1 {
+                    ChildStream::Stderr
+                } else {
+                    ChildStream::Stdout
+                };
+                self.on_pipe_event(index >> 1, stream);
+            }
+            _ => self.on_signals(),
+        }
+        self.settle();
+    }
+
+    fn on_conn_event(&mut self, key: u32, ev: Event) {
+        let Some(conn) = self.conns.get(key as usize) else {
+            return;
+        };
+        let (gen, flags, unsent) = (conn.gen, conn.flags, conn.unsent());
+        if flags & flag::CONNECTING != 0 {
+            return self.finish_connect(key, gen);
+        }
+        if ev.writable && unsent > 0 {
+            self.mark_dirty(key, gen);
+        }
+        if ev.readable {
+            if flags & (flag::CLOSING | flag::PEER_EOF) != 0 {
+                // Not reading any more; a HUP/ERR still has to end the
+                // connection, which a write attempt will discover.
+                self.mark_dirty(key, gen);
+            } else {
+                self.read_conn(key, gen);
+            }
+        }
+    }
+
+    pub fn read_conn(&mut self, key: u32, gen: u32) {
+        for _ in 0..self.config.read_batch.max(1) {
+            let Some(conn) = self.conn(key, gen) else {
+                return;
+            };
+            if conn.has(
+                flag::READ_PAUSED | flag::PEER_EOF | flag::CLOSING | flag::ABORT | flag::CONNECTING,
+            ) {
+                return;
+            }
+            let listener = conn.listener;
+            let mut buf = self.take_read_buf();
+            let result = match self.conns.get(key as usize) {
+                Some(c) => c.stream.read(&mut buf),
+                None => Ok(0),
+            };
+            match result {
+                Ok(0) => {
+                    self.read_buf = buf;
+                    if let Some(c) = self.conn_mut(key, gen) {
+                        c.flags |= flag::PEER_EOF;
+                    }
+                    self.mark_dirty(key, gen);
+                    self.call(key, gen, |p, t| p.eof_received(t));
+                    return;
+                }
+                Ok(n) => {
+                    self.stats_mut(listener).bytes_in += n as u64;
+                    let full = n == buf.len();
+                    if let Some(data) = buf.get_mut(..n) {
+                        self.call(key, gen, |p, t| p.data_received(t, data));
+                    }
+                    self.read_buf = buf;
+                    if !full {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.read_buf = buf;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    self.read_buf = buf;
+                }
+                Err(e) => {
+                    self.read_buf = buf;
+                    return self.finalize(key, Disconnect::Io(e));
+                }
+            }
+        }
+        if let Some(c) = self.conn_mut(key, gen) {
+            if !c.has(flag::READ_PENDING) {
+                c.flags |= flag::READ_PENDING;
+                self.pending.push_back(Pending::Read(key, gen));
+            }
+        }
+    }
+
+    fn finish_connect(&mut self, key: u32, gen: u32) {
+        let Some(conn) = self.conn_mut(key, gen) else {
+            return;
+        };
+        let failure = match conn.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) if conn.stream.is_connected() => None,
+            // A wakeup before the connect completed: keep waiting.
+            Ok(None) => return,
+        };
+        if let Some(e) = failure {
+            return self.finalize(key, Disconnect::ConnectFailed(e));
+        }
+        conn.flags &= !flag::CONNECTING;
+        let aux = conn.aux_timer.take();
+        if let Some(id) = aux {
+            self.cancel_timer(id);
+        }
+        self.mark_dirty(key, gen);
+        self.call(key, gen, |p, t| p.connection_made(t));
+    }
+
+    pub fn cancel_timer(&mut self, id: crate::ids::TimerId) -> bool {
+        let Some(entry) = self.timers.get(id) else {
+            return false;
+        };
+        let (owner, owner_gen) = (entry.owner, entry.owner_gen);
+        if owner == NIL {
+            let mut dummy = NIL;
+            return self.timers.remove(id, &mut dummy).is_some();
+        }
+        let (conns, timers) = (&mut self.conns, &mut self.timers);
+        match conns.get_mut(owner as usize).filter(|c| c.gen == owner_gen) {
+            Some(c) => timers.remove(id, &mut c.timers_head).is_some(),
+            None => false,
+        }
+    }
+
+    // ----- accepting ------------------------------------------------------
+
+    fn on_listener_event(&mut self, index: u32) {
+        let batch = self.config.accept_batch.max(1);
+        if let Some(Some(l)) = self.listeners.get_mut(index as usize) {
+            l.armed = false; // oneshot: the event consumed the registration
+        }
+        for _ in 0..batch {
+            if self.conns.len() >= self.config.max_connections {
+                self.pause_for_cap();
+                return;
+            }
+            let Some(Some(l)) = self.listeners.get_mut(index as usize) else {
+                return;
+            };
+            if !l.wants_accept() {
+                return;
+            }
+            let accepted = match &l.socket {
+                ListenSocket::Tcp(s) => sys::accept_tcp(s)
+                    .map(|(s, a)| (Stream::Tcp(s), PeerAddr::Tcp(canonical_peer(a)))),
+                ListenSocket::Unix(s) => {
+                    sys::accept_unix(s).map(|s| (Stream::Unix(s), PeerAddr::Unix))
+                }
+            };
+            match accepted {
+                Ok((stream, peer)) => self.admit(index, stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if sys::is_transient_accept_error(&e) => continue,
+                Err(e) => {
+                    l.stats.accept_errors += 1;
+                    if sys::is_resource_exhaustion(&e) {
+                        // Free the spare descriptor to accept-and-close one
+                        // waiting client (it gets a clean close rather than
+                        // a hang), then back off instead of spinning.
+                        if let Some(spare) = self.spare_fd.take() {
+                            drop(spare);
+                            if let Some(Some(l)) = self.listeners.get(index as usize) {
+                                use std::os::fd::AsRawFd;
+                                sys::accept_and_close(l.socket_fd().as_raw_fd());
+                            }
+                            self.spare_fd = File::open("/dev/null").ok();
+                        }
+                        log::warn!(
+                            "accept: {e}; pausing listener {index} for {:?}",
+                            self.config.accept_backoff
+                        );
+                    } else {
+                        log::error!("accept: {e}; pausing listener {index}");
+                    }
+                    self.backoff_listener(index);
+                    return;
+                }
+            }
+        }
+        self.arm_listener(index);
+    }
+
+    fn admit(&mut self, index: u32, stream: Stream, peer: PeerAddr) {
+        let Some(Some(l)) = self.listeners.get_mut(index as usize) else {
+            return;
+        };
+        let verdict = match l.gate.as_mut() {
+            Some(g) => g.admit(&peer),
+            None => Verdict::Admit,
+        };
+        let refused_for = match verdict {
+            Verdict::Admit => None,
+            Verdict::Drop => {
+                l.stats.refused += 1;
+                log::debug!("gate dropped {peer}");
+                return; // `stream` drops: closed at once, nothing read
+            }
+            Verdict::Refuse { retry_after } => {
+                l.stats.refused_with_reply += 1;
+                Some(retry_after)
+            }
+        };
+        if let Stream::Tcp(s) = &stream {
+            // Replies are usually written whole; Nagle would only delay them.
+            let _ = s.set_nodelay(true);
+        }
+        let info = PeerInfo {
+            addr: peer,
+            listener: ListenerId(index),
+            refused_for,
+        };
+        let protocol = l.factory.build(&info);
+        let gated = l.gate.is_some();
+        l.stats.accepted += 1;
+        l.stats.active += 1;
+        let Some((key, gen)) = self.insert_conn(stream, protocol, peer, index, flag::READ_ARMED)
+        else {
+            return;
+        };
+        if gated {
+            if let Some(c) = self.conn_mut(key, gen) {
+                c.flags |= flag::GATED;
+            }
+        }
+        self.call(key, gen, |p, t| p.connection_made(t));
+    }
+
+    /// Adds a connection and registers it (edge-triggered) with `flags`
+    /// describing the initial interest. On failure the connection's stats
+    /// are unwound and `None` returned.
+    pub fn insert_conn(
+        &mut self,
+        stream: Stream,
+        protocol: Box<dyn Protocol>,
+        peer: PeerAddr,
+        listener: u32,
+        flags: u16,
+    ) -> Option<(u32, u32)> {
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let gen = self.next_gen;
+        let entry = self.conns.vacant_entry();
+        let key = entry.key() as u32;
+        let ev = Event::new(
+            poll_key(KIND_CONN, key),
+            flags & flag::READ_ARMED != 0,
+            flags & flag::WRITE_ARMED != 0,
+        );
+        // SAFETY: the stream is owned by the connection we insert below and
+        // is deleted from the poller in `finalize` before it is dropped.
+        let added = unsafe {
+            self.poller
+                .add_with_mode(stream.as_fd().as_raw_fd(), ev, PollMode::Edge)
+        };
+        if let Err(e) = added {
+            log::warn!("cannot register connection: {e}");
+            let stats = self.stats_mut(listener);
+            stats.active = stats.active.saturating_sub(1);
+            stats.closed += 1;
+            return None;
+        }
+        entry.insert(Conn {
+            stream,
+            protocol: Some(protocol),
+            out: Vec::new(),
+            out_sent: 0,
+            peer,
+            error: None,
+            aux_timer: None,
+            gen,
+            listener,
+            timers_head: NIL,
+            children: 0,
+            flags,
+        });
+        Some((key, gen))
+    }
+
+    pub fn arm_listener(&mut self, index: u32) {
+        let Some(Some(l)) = self.listeners.get_mut(index as usize) else {
+            return;
+        };
+        let want = l.wants_accept();
+        if want == l.armed {
+            return;
+        }
+        let ev = if want {
+            Event::readable(poll_key(KIND_LISTENER, index))
+        } else {
+            Event::none(poll_key(KIND_LISTENER, index))
+        };
+        match self.poller.modify(&l.socket, ev) {
+            Ok(()) => l.armed = want,
+            Err(e) => log::error!("cannot re-arm listener {index}: {e}"),
+        }
+    }
+
+    fn backoff_listener(&mut self, index: u32) {
+        let Some(Some(l)) = self.listeners.get_mut(index as usize) else {
+            return;
+        };
+        l.paused_backoff = true;
+        l.stats.accept_pauses += 1;
+        let mut dummy = NIL;
+        let at = self.now + self.config.accept_backoff;
+        self.timers.insert(
+            at,
+            None,
+            NIL,
+            0,
+            TimerKind::ResumeListener(index),
+            &mut dummy,
+        );
+        self.arm_listener(index);
+    }
+
+    fn pause_for_cap(&mut self) {
+        if !self.cap_paused {
+            log::warn!(
+                "{} connections open (the cap): pausing accept",
+                self.conns.len()
+            );
+        }
+        self.cap_paused = true;
+        for i in 0..self.listeners.len() as u32 {
+            if let Some(Some(l)) = self.listeners.get_mut(i as usize) {
+                if !l.paused_cap {
+                    l.paused_cap = true;
+                    l.stats.accept_pauses += 1;
+                }
+            }
+            self.arm_listener(i);
+        }
+    }
+
+    fn maybe_resume_after_cap(&mut self) {
+        if !self.cap_paused || self.conns.len() >= self.config.max_connections {
+            return;
+        }
+        self.cap_paused = false;
+        for i in 0..self.listeners.len() as u32 {
+            if let Some(Some(l)) = self.listeners.get_mut(i as usize) {
+                l.paused_cap = false;
+            }
+            self.arm_listener(i);
+        }
+    }
+
+    pub fn close_listener(&mut self, index: u32) -> bool {
+        let Some(slot) = self.listeners.get_mut(index as usize) else {
+            return false;
+        };
+        let Some(l) = slot.take() else {
+            return false;
+        };
+        if let Err(e) = self.poller.delete(&l.socket) {
+            log::debug!("poller delete (listener) failed: {e}");
+        }
+        if l.unlink_on_close {
+            if let crate::addr::Address::Unix(p) = &l.local {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        true
+    }
+
+    // ----- children -------------------------------------------------------
+
+    fn on_pipe_event(&mut self, ckey: u32, which: ChildStream) {
+        for _ in 0..self.config.read_batch.max(1) {
+            let Some(entry) = self.children.get_mut(ckey as usize) else {
+                return;
+            };
+            let (owner, owner_gen, gen) = (entry.owner, entry.owner_gen, entry.gen);
+            let over_high = self
+                .conns
+                .get(owner as usize)
+                .filter(|c| c.gen == owner_gen)
+                .is_some_and(|c| c.has(flag::OVER_HIGH));
+            if over_high {
+                entry.paused = true;
+                return;
+            }
+            let mut buf = std::mem::take(&mut self.read_buf);
+            if buf.is_empty() {
+                buf = vec![0; self.config.read_buffer.max(1)];
+            }
+            use std::io::Read;
+            let result = match which {
+                ChildStream::Stdout => entry.stdout.as_mut().map(|p| p.read(&mut buf)),
+                ChildStream::Stderr => entry.stderr.as_mut().map(|p| p.read(&mut buf)),
+            };
+            match result {
+                None => {
+                    self.read_buf = buf;
+                    return;
+                }
+                Some(Ok(n)) if n > 0 => {
+                    let id = ChildId { key: ckey, gen };
+                    if let Some(data) = buf.get(..n) {
+                        self.call(owner, owner_gen, |p, t| p.child_output(t, id, which, data));
+                    }
+                    self.read_buf = buf;
+                }
+                Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.read_buf = buf;
+                    self.arm_pipe(ckey, which);
+                    return;
+                }
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {
+                    self.read_buf = buf;
+                }
+                Some(_) => {
+                    // EOF (or a read error, which ends the pipe the same way).
+                    self.read_buf = buf;
+                    self.close_pipe(ckey, which);
+                    self.try_reap(ckey);
+                    self.complete_child(ckey);
+                    return;
+                }
+            }
+        }
+        self.arm_pipe(ckey, which);
+    }
+
+    pub fn arm_pipe(&mut self, ckey: u32, which: ChildStream) {
+        let Some(entry) = self.children.get(ckey as usize) else {
+            return;
+        };
+        let key = poll_key(KIND_PIPE, pipe_index(ckey, which));
+        let r = match which {
+            ChildStream::Stdout => entry
+                .stdout
+                .as_ref()
+                .map(|p| self.poller.modify(p, Event::readable(key))),
+            ChildStream::Stderr => entry
+                .stderr
+                .as_ref()
+                .map(|p| self.poller.modify(p, Event::readable(key))),
+        };
+        if let Some(Err(e)) = r {
+            log::warn!("cannot re-arm child pipe: {e}");
+        }
+    }
+
+    pub fn register_pipe(
+        &mut self,
+        ckey: u32,
+        which: ChildStream,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        sys::set_nonblocking(fd.as_raw_fd())?;
+        let key = poll_key(KIND_PIPE, pipe_index(ckey, which));
+        // SAFETY: the pipe is owned by the child entry and deleted from the
+        // poller in `close_pipe` before it is dropped.
+        unsafe { self.poller.add(&fd, Event::readable(key)) }
+    }
+
+    fn close_pipe(&mut self, ckey: u32, which: ChildStream) {
+        let Some(entry) = self.children.get_mut(ckey as usize) else {
+            return;
+        };
+        match which {
+            ChildStream::Stdout => {
+                if let Some(p) = entry.stdout.take() {
+                    let _ = self.poller.delete(&p);
+                }
+            }
+            ChildStream::Stderr => {
+                if let Some(p) = entry.stderr.take() {
+                    let _ = self.poller.delete(&p);
+                }
+            }
+        }
+    }
+
+    fn try_reap(&mut self, ckey: u32) {
+        if let Some(entry) = self.children.get_mut(ckey as usize) {
+            if entry.status.is_none() {
+                if let Ok(Some(st)) = entry.child.try_wait() {
+                    entry.status = Some(st);
+                }
+            }
+        }
+    }
+
+    /// Reaps every child that has exited (after SIGCHLD).
+    pub fn reap_children(&mut self) {
+        let keys: Vec<u32> = self.children.iter().map(|(k, _)| k as u32).collect();
+        for k in keys {
+            self.try_reap(k);
+            self.complete_child(k);
+        }
+    }
+
+    /// Delivers `child_exited` and forgets the child once it has exited and
+    /// both pipes are closed.
+    fn complete_child(&mut self, ckey: u32) {
+        let done = self
+            .children
+            .get(ckey as usize)
+            .is_some_and(|e| e.finished() || (e.owner == NIL && e.status.is_some()));
+        if !done {
+            return;
+        }
+        let entry = self.children.remove(ckey as usize);
+        let Some(status) = entry.status else {
+            return;
+        };
+        let id = ChildId {
+            key: ckey,
+            gen: entry.gen,
+        };
+        if entry.owner == NIL {
+            return;
+        }
+        if let Some(c) = self.conn_mut(entry.owner, entry.owner_gen) {
+            c.children = c.children.saturating_sub(1);
+        }
+        self.call(entry.owner, entry.owner_gen, |p, t| {
+            p.child_exited(t, id, status)
+        });
+    }
+
+    /// Kills the children of a closing connection and stops reading them;
+    /// they are reaped (never left as zombies) when SIGCHLD arrives.
+    fn orphan_children(&mut self, key: u32, gen: u32) {
+        let keys: Vec<u32> = self
+            .children
+            .iter()
+            .filter(|(_, e)| e.owner == key && e.owner_gen == gen)
+            .map(|(k, _)| k as u32)
+            .collect();
+        for ck in keys {
+            self.close_pipe(ck, ChildStream::Stdout);
+            self.close_pipe(ck, ChildStream::Stderr);
+            if let Some(entry) = self.children.get_mut(ck as usize) {
+                entry.owner = NIL;
+                if entry.status.is_none() {
+                    let _ = sys::kill_group(entry.child.id(), libc::SIGKILL);
+                    let _ = entry.child.kill();
+                }
+            }
+            self.try_reap(ck);
+            self.complete_child(ck);
+        }
+    }
+
+    /// Re-arms the pipes of a connection's children paused by backpressure.
+    pub fn resume_children(&mut self, key: u32, gen: u32) {
+        let keys: Vec<u32> = self
+            .children
+            .iter()
+            .filter(|(_, e)| e.owner == key && e.owner_gen == gen && e.paused)
+            .map(|(k, _)| k as u32)
+            .collect();
+        for ck in keys {
+            if let Some(e) = self.children.get_mut(ck as usize) {
+                e.paused = false;
+            }
+            self.arm_pipe(ck, ChildStream::Stdout);
+            self.arm_pipe(ck, ChildStream::Stderr);
+        }
+    }
+
+    // ----- signals, pending work, timers ------------------------------------
+
+    fn on_signals(&mut self) {
+        let Some(pipe) = self.signals.as_mut() else {
+            return;
+        };
+        let arrived = pipe.drain();
+        let key = poll_key(KIND_SIGNAL, 0);
+        if let Err(e) = self.poller.modify(&pipe.read, Event::readable(key)) {
+            log::error!("cannot re-arm signal pipe: {e}");
+        }
+        for sig in arrived {
+            if sig == libc::SIGCHLD {
+                self.reap_children();
+                continue;
+            }
+            if (sig == libc::SIGINT || sig == libc::SIGTERM) && self.graceful_signals {
+                if matches!(self.state, RunState::ShuttingDown) {
+                    log::warn!("second stop signal: closing all connections now");
+                    self.close_all();
+                    self.state = RunState::Stopped;
+                } else {
+                    log::info!(
+                        "stop signal: no new connections; finishing open ones (up to {:?})",
+                        self.config.shutdown_timeout
+                    );
+                    let t = self.config.shutdown_timeout;
+                    self.begin_shutdown(t);
+                }
+            }
+            for i in 0..self.signal_handlers.len() {
+                let Some((s, slot)) = self.signal_handlers.get_mut(i) else {
+                    continue;
+                };
+                if *s != sig {
+                    continue;
+                }
+                if let Some(mut cb) = slot.take() {
+                    {
+                        let mut ctx = Context::new(self);
+                        cb(&mut ctx);
+                    }
+                    if let Some((_, slot)) = self.signal_handlers.get_mut(i) {
+                        *slot = Some(cb);
+                    }
+                    self.settle();
+                }
+            }
+        }
+    }
+
+    /// Runs the work queued for this turn (not work queued while running it).
+    pub fn run_pending(&mut self) {
+        for _ in 0..self.pending.len() {
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            match p {
+                Pending::Read(key, gen) => {
+                    if let Some(c) = self.conn_mut(key, gen) {
+                        c.flags &= !flag::READ_PENDING;
+                    }
+                    self.read_conn(key, gen);
+                }
+                Pending::Drained(key, gen) => {
+                    let low = self.config.low_water;
+                    let still_low = self
+                        .conn(key, gen)
+                        .is_some_and(|c| !c.has(flag::OVER_HIGH) && c.unsent() <= low);
+                    if still_low {
+                        if self.conn(key, gen).is_some_and(|c| c.children > 0) {
+                            self.resume_children(key, gen);
+                        }
+                        self.call(key, gen, |p, t| p.write_drained(t));
+                    }
+                }
+                Pending::Connected(key, gen) => {
+                    self.mark_dirty(key, gen);
+                    self.call(key, gen, |p, t| p.connection_made(t));
+                }
+                Pending::Failed(key, gen) => {
+                    let e = self
+                        .conn_mut(key, gen)
+                        .and_then(|c| c.error.take())
+                        .unwrap_or_else(|| io::Error::other("connect failed"));
+                    self.finalize(key, Disconnect::ConnectFailed(e));
+                }
+            }
+            self.settle();
+        }
+    }
+
+    /// Fires every timer due now, in deadline order.
+    pub fn fire_timers(&mut self) {
+        let watermark = self.timers.watermark();
+        while let Some(fired) = self.timers.pop_due(self.now, watermark) {
+            let (owner, owner_gen) = (fired.owner, fired.owner_gen);
+            if owner != NIL {
+                let (conns, timers) = (&mut self.conns, &mut self.timers);
+                match conns.get_mut(owner as usize).filter(|c| c.gen == owner_gen) {
+                    Some(c) => timers.unlink_fired(&fired, &mut c.timers_head),
+                    None => continue,
+                }
+            }
+            let id = fired.id;
+            match fired.kind {
+                TimerKind::User => self.call(owner, owner_gen, |p, t| p.timer_fired(t, id)),
+                TimerKind::ConnectTimeout => {
+                    let connecting = self.conn_mut(owner, owner_gen).is_some_and(|c| {
+                        c.aux_timer = None;
+                        c.has(flag::CONNECTING)
+                    });
+                    if connecting {
+                        let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+                        self.finalize(owner, Disconnect::ConnectFailed(e));
+                    }
+                }
+                TimerKind::CloseLinger => {
+                    let unsent = self.conn(owner, owner_gen).map(|c| c.unsent());
+                    if let Some(unsent) = unsent {
+                        self.finalize(owner, Disconnect::CloseTimedOut { unsent });
+                    }
+                }
+                TimerKind::Global(Some(mut cb)) => {
+                    {
+                        let mut ctx = Context::new(self);
+                        cb(&mut ctx, id);
+                    }
+                    if fired.repeating {
+                        self.timers.restore_callback(id, cb);
+                    }
+                }
+                TimerKind::Global(None) => {}
+                TimerKind::ResumeListener(index) => {
+                    if let Some(Some(l)) = self.listeners.get_mut(index as usize) {
+                        l.paused_backoff = false;
+                    }
+                    self.arm_listener(index);
+                }
+                TimerKind::ShutdownDeadline => {
+                    if matches!(self.state, RunState::ShuttingDown) {
+                        log::info!(
+                            "shutdown deadline: closing {} connections",
+                            self.conns.len()
+                        );
+                        self.close_all();
+                        self.state = RunState::Stopped;
+                    }
+                }
+            }
+            self.settle();
+        }
+    }
+
+    /// Stops accepting and asks every protocol to finish.
+    pub fn begin_shutdown(&mut self, timeout: Duration) {
+        if !matches!(self.state, RunState::Running) {
+            return;
+        }
+        self.state = RunState::ShuttingDown;
+        for i in 0..self.listeners.len() as u32 {
+            self.close_listener(i);
+        }
+        let mut dummy = NIL;
+        let at = Instant::now() + timeout;
+        self.timers
+            .insert(at, None, NIL, 0, TimerKind::ShutdownDeadline, &mut dummy);
+        let keys: Vec<(u32, u32)> = self.conns.iter().map(|(k, c)| (k as u32, c.gen)).collect();
+        for (key, gen) in keys {
+            self.call(key, gen, |p, t| p.shutting_down(t));
+        }
+    }
+}
+
+impl Listener {
+    pub(crate) fn socket_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.socket.as_fd()
+    }
+}
+
+/// Writes as much of `data` as the socket takes now. Returns the count
+/// written; a hard error is stored in `error` (`WouldBlock` is not one).
+fn write_all_nonblocking(stream: &Stream, data: &[u8], error: &mut Option<io::Error>) -> usize {
+    let mut off = 0;
+    while let Some(rest) = data.get(off..).filter(|r| !r.is_empty()) {
+        match stream.write(rest) {
+            Ok(0) => {
+                *error = Some(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "socket took nothing",
+                ));
+                break;
+            }
+            Ok(n) => off += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                *error = Some(e);
+                break;
+            }
+        }
+    }
+    off
+}

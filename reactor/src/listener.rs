@@ -1,0 +1,186 @@
+//! Listening sockets and how they are opened.
+
+use std::fs;
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+
+use socket2::{Domain, Socket, Type};
+
+use crate::addr::{ipv4_any, Address};
+use crate::config::DEFAULT_BACKLOG;
+use crate::error::ReactorError;
+use crate::protocol::{Factory, Gate};
+use crate::stats::ListenerStats;
+
+/// Options for one listener. `ListenOptions::default()` is right for most.
+pub struct ListenOptions {
+    /// `listen(2)` backlog.
+    pub backlog: i32,
+    /// Set `SO_REUSEPORT`, so several reactors (one per thread, `--workers`)
+    /// can each bind the same port and the kernel spreads connections.
+    pub reuse_port: bool,
+    /// Decides at accept time whether a connection is served.
+    pub gate: Option<Box<dyn Gate>>,
+    /// Start paused (call [`Reactor::resume_listener`](crate::Reactor::resume_listener)).
+    pub start_paused: bool,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            backlog: DEFAULT_BACKLOG,
+            reuse_port: false,
+            gate: None,
+            start_paused: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for ListenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenOptions")
+            .field("backlog", &self.backlog)
+            .field("reuse_port", &self.reuse_port)
+            .field("gate", &self.gate.is_some())
+            .field("start_paused", &self.start_paused)
+            .finish()
+    }
+}
+
+/// A bound, listening socket.
+pub(crate) enum ListenSocket {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl AsFd for ListenSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            ListenSocket::Tcp(l) => l.as_fd(),
+            ListenSocket::Unix(l) => l.as_fd(),
+        }
+    }
+}
+
+/// One listener of a reactor.
+pub(crate) struct Listener {
+    pub socket: ListenSocket,
+    pub factory: Box<dyn Factory>,
+    pub gate: Option<Box<dyn Gate>>,
+    pub stats: ListenerStats,
+    /// The address actually bound (port 0 resolved).
+    pub local: Address,
+    /// Paused by the application.
+    pub paused_user: bool,
+    /// Paused after `EMFILE` until a timer fires.
+    pub paused_backoff: bool,
+    /// Paused because the reactor is at its connection cap.
+    pub paused_cap: bool,
+    /// Readable interest is registered (oneshot) and not yet consumed.
+    pub armed: bool,
+    /// Unix socket file to remove when the listener closes.
+    pub unlink_on_close: bool,
+}
+
+impl Listener {
+    pub fn wants_accept(&self) -> bool {
+        !(self.paused_user || self.paused_backoff || self.paused_cap)
+    }
+}
+
+/// Opens a listening socket for `addr`.
+pub(crate) fn bind(
+    addr: &Address,
+    opts: &ListenOptions,
+) -> Result<(ListenSocket, Address), ReactorError> {
+    match addr {
+        Address::Tcp(sa) => {
+            let l = match bind_tcp(*sa, opts) {
+                Ok(l) => l,
+                // `[::]` on a host without IPv6: fall back to all IPv4 interfaces.
+                Err(e) if sa.ip().is_unspecified() && sa.is_ipv6() && no_ipv6(&e) => {
+                    bind_tcp(ipv4_any(sa.port()), opts).map_err(|source| ReactorError::Bind {
+                        addr: addr.clone(),
+                        source,
+                    })?
+                }
+                Err(source) => {
+                    return Err(ReactorError::Bind {
+                        addr: addr.clone(),
+                        source,
+                    })
+                }
+            };
+            let local = l.local_addr().map_err(|source| ReactorError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+            Ok((ListenSocket::Tcp(l), Address::Tcp(local)))
+        }
+        Address::Unix(path) => {
+            remove_stale_socket(path)?;
+            let l = UnixListener::bind(path).map_err(|source| ReactorError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+            l.set_nonblocking(true)
+                .map_err(|source| ReactorError::Bind {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            Ok((ListenSocket::Unix(l), addr.clone()))
+        }
+    }
+}
+
+fn no_ipv6(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT)
+    )
+}
+
+fn bind_tcp(sa: std::net::SocketAddr, opts: &ListenOptions) -> io::Result<TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(sa),
+        Type::STREAM.nonblocking().cloexec(),
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    if opts.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    if sa.is_ipv6() {
+        // Dual-stack: `[::]` accepts IPv4 too (the kernel default varies by
+        // distribution, so say it explicitly). Harmless for specific
+        // addresses.
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&sa.into())?;
+    socket.listen(opts.backlog)?;
+    Ok(socket.into())
+}
+
+/// Removes `path` if it is a Unix socket nobody listens on; refuses to
+/// touch anything else.
+fn remove_stale_socket(path: &Path) -> Result<(), ReactorError> {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(ReactorError::PathInUse(path.to_path_buf()));
+    }
+    match UnixStream::connect(path) {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            fs::remove_file(path).map_err(|source| ReactorError::Bind {
+                addr: Address::Unix(path.to_path_buf()),
+                source,
+            })
+        }
+        _ => Err(ReactorError::PathInUse(path.to_path_buf())),
+    }
+}

@@ -1,0 +1,53 @@
+//! The one place that names the rustls crypto provider, so switching between
+//! `ring` and `aws-lc-rs` is a Cargo feature and nothing else.
+//!
+//! Default: `ring` (small, pure Rust + asm build, no C toolchain). The
+//! `aws-lc-rs` feature selects aws-lc-rs, faster per handshake but larger;
+//! see BENCHMARKS.md for the figures behind the choice.
+
+use std::sync::{Arc, OnceLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::ProducesTickets;
+
+#[cfg(feature = "aws-lc-rs")]
+use rustls::crypto::aws_lc_rs as backend;
+#[cfg(not(feature = "aws-lc-rs"))]
+use rustls::crypto::ring as backend;
+
+/// Name of the provider compiled in, for logs and benchmark output.
+#[cfg(feature = "aws-lc-rs")]
+pub const PROVIDER_NAME: &str = "aws-lc-rs";
+/// Name of the provider compiled in, for logs and benchmark output.
+#[cfg(not(feature = "aws-lc-rs"))]
+pub const PROVIDER_NAME: &str = "ring";
+
+/// The crypto provider every config in this module uses: the backend's
+/// defaults (TLS 1.3 AES-GCM and ChaCha20 suites, TLS 1.2 ECDHE AEAD suites,
+/// X25519/P-256/P-384). Built once and shared.
+pub fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(backend::default_provider()))
+        .clone()
+}
+
+/// A new TLS 1.3 session-ticket producer (stateless resumption) whose keys
+/// rotate every few hours; shared by every connection of one server config.
+pub fn ticketer() -> Result<Arc<dyn ProducesTickets>, rustls::Error> {
+    backend::Ticketer::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_is_shared_and_complete() {
+        let a = provider();
+        let b = provider();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!a.cipher_suites.is_empty());
+        assert!(ticketer().unwrap().enabled());
+    }
+}
