@@ -2,11 +2,12 @@
 //!
 //! Each module has the same three parts, so a reader who learns one knows all:
 //! a pure parser/encoder (bytes in, typed value or typed error out, no I/O),
-//! a [`Protocol`](torsion_reactor::Protocol) + factory that drives it from
+//! a `Protocol` + factory that drives it from
 //! reactor events, and a config struct with defaults.
 //!
 //! The codecs land first; the protocols that drive them follow.
 
+pub mod echo;
 pub mod gemini;
 pub mod http;
 pub mod websocket;
