@@ -32,6 +32,10 @@ pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connect timeout of outbound connections.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A TLS handshake must complete within this long, so a peer that stalls
+/// mid-handshake costs a descriptor for a bounded time (Jetforce uses 10 s).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Grace period after SIGINT/SIGTERM before remaining connections are closed.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -58,8 +62,11 @@ pub struct ReactorConfig {
     pub read_batch: usize,
     /// See [`DEFAULT_CLOSE_TIMEOUT`].
     pub close_timeout: Duration,
-    /// See [`DEFAULT_CONNECT_TIMEOUT`].
+    /// See [`DEFAULT_CONNECT_TIMEOUT`]. For outbound TLS connections it
+    /// covers the handshake too.
     pub connect_timeout: Duration,
+    /// See [`DEFAULT_HANDSHAKE_TIMEOUT`].
+    pub handshake_timeout: Duration,
     /// See [`DEFAULT_SHUTDOWN_TIMEOUT`].
     pub shutdown_timeout: Duration,
     /// See [`DEFAULT_ACCEPT_BACKOFF`].
@@ -82,6 +89,7 @@ impl Default for ReactorConfig {
             read_batch: DEFAULT_READ_BATCH,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             accept_backoff: DEFAULT_ACCEPT_BACKOFF,
             max_connections: default_max_connections(),

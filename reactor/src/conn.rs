@@ -9,6 +9,29 @@ use std::os::unix::net::UnixStream;
 use crate::addr::PeerAddr;
 use crate::ids::TimerId;
 use crate::protocol::Protocol;
+use crate::tls::TlsSession;
+
+/// The TLS layer of a connection.
+pub(crate) struct TlsConn {
+    pub session: TlsSession,
+    /// Ciphertext read from the socket but not yet fed to the session,
+    /// because the protocol paused reading while rustls still held
+    /// plaintext. Bounded by one read buffer (we stop reading the socket
+    /// while paused); empty (no allocation) otherwise.
+    pub backlog: Vec<u8>,
+}
+
+/// Lets rustls write ciphertext straight to the socket.
+pub(crate) struct StreamIo<'a>(pub &'a Stream);
+
+impl Write for StreamIo<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// A connected socket.
 pub(crate) enum Stream {
@@ -104,6 +127,8 @@ pub(crate) mod flag {
     pub const READ_PENDING: u16 = 1 << 11;
     /// Admitted by a gate: `released` is owed on close.
     pub const GATED: u16 = 1 << 12;
+    /// The listener accepted it over TLS: handshake failures count there.
+    pub const TLS_SERVER: u16 = 1 << 13;
 }
 
 /// One connection. Invariants: `out[out_sent..]` is the unsent output and
@@ -118,6 +143,9 @@ pub(crate) struct Conn {
     pub peer: PeerAddr,
     /// A pending error to report (a failed outbound connect).
     pub error: Option<io::Error>,
+    /// The TLS layer, for TLS connections. The protocol sees plaintext and
+    /// is told `connection_made` only once the handshake has completed.
+    pub tls: Option<Box<TlsConn>>,
     /// The connect-timeout or close-linger timer, whichever applies now.
     pub aux_timer: Option<TimerId>,
     pub gen: u32,
@@ -134,7 +162,17 @@ impl Conn {
         self.flags & f != 0
     }
 
+    /// Output not yet taken by the socket: queued plaintext, and for TLS
+    /// what rustls holds (plaintext and ciphertext).
     pub fn unsent(&self) -> usize {
-        self.out.len().saturating_sub(self.out_sent)
+        let tls = self.tls.as_ref().map_or(0, |t| t.session.pending_len());
+        self.out.len().saturating_sub(self.out_sent) + tls
+    }
+
+    /// True while a TLS handshake is under way.
+    pub fn handshaking(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|t| t.session.is_handshaking())
     }
 }

@@ -6,12 +6,14 @@ use std::time::Duration;
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::addr::{Address, PeerAddr};
+use crate::conn::TlsConn;
 use crate::conn::{flag, Stream};
 use crate::core::{Core, Pending};
 use crate::error::ReactorError;
 use crate::ids::ConnId;
 use crate::protocol::Protocol;
 use crate::timers::{TimerKind, NIL};
+use crate::tls::TlsSession;
 
 /// Starts a non-blocking connect; completion or failure is reported from
 /// the loop.
@@ -20,6 +22,7 @@ pub(crate) fn connect(
     addr: &Address,
     protocol: Box<dyn Protocol>,
     timeout: Option<Duration>,
+    tls: Option<TlsSession>,
 ) -> Result<ConnId, ReactorError> {
     let (socket, target, peer) = match addr {
         Address::Tcp(sa) => {
@@ -60,9 +63,23 @@ pub(crate) fn connect(
     let (key, gen) = core
         .insert_conn(stream, protocol, peer, NIL, flags)
         .ok_or_else(|| ReactorError::Connect(io::Error::other("cannot register socket")))?;
+    let is_tls = tls.is_some();
+    if let Some(session) = tls {
+        if let Some(c) = core.conn_mut(key, gen) {
+            c.tls = Some(Box::new(TlsConn {
+                session,
+                backlog: Vec::new(),
+            }));
+        }
+    }
     match outcome {
-        Ok(true) => core.pending.push_back(Pending::Connected(key, gen)),
-        Ok(false) => {
+        // Connected at once (a Unix socket): a TLS client still has its
+        // handshake ahead, which the writable event starts.
+        Ok(true) if !is_tls => core.pending.push_back(Pending::Connected(key, gen)),
+        Ok(_) => {
+            // Connecting, or connected at once with a TLS handshake ahead:
+            // either way the connect timer bounds it.
+            core.mark_dirty(key, gen);
             let at = core.now + timeout.unwrap_or(core.config.connect_timeout);
             let (conns, timers) = (&mut core.conns, &mut core.timers);
             if let Some(c) = conns.get_mut(key as usize) {

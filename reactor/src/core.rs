@@ -29,7 +29,7 @@ use slab::Slab;
 use crate::addr::{canonical_peer, PeerAddr};
 use crate::child::ChildEntry;
 use crate::config::ReactorConfig;
-use crate::conn::{flag, Conn, Stream};
+use crate::conn::{flag, Conn, Stream, StreamIo, TlsConn};
 use crate::ids::{ChildId, ChildStream, ListenerId};
 use crate::listener::{ListenSocket, Listener};
 use crate::protocol::{Disconnect, PeerInfo, Protocol, Verdict};
@@ -38,6 +38,7 @@ use crate::signals::SignalPipe;
 use crate::stats::ListenerStats;
 use crate::sys;
 use crate::timers::{TimerKind, Timers, NIL};
+use crate::tls::{TlsError, TlsSession};
 use crate::transport::{Context, Transport};
 
 /// Poller keys: the low two bits say what the key names, the rest is an index.
@@ -88,6 +89,9 @@ pub(crate) struct Core {
     pub staging_owner: (u32, u32),
     /// The one read buffer shared by all connections (taken while in use).
     pub read_buf: Vec<u8>,
+    /// Decrypted TLS plaintext on its way to a protocol (the read buffer
+    /// still holds the ciphertext it came from). Allocated on first use.
+    pub plain_buf: Vec<u8>,
     /// The time at the start of the current turn of the loop.
     pub now: Instant,
     pub next_gen: u32,
@@ -123,6 +127,7 @@ impl Core {
             staging: Vec::new(),
             staging_owner: (NIL, 0),
             read_buf,
+            plain_buf: Vec::new(),
             now: Instant::now(),
             next_gen: 0,
             client_stats: ListenerStats::default(),
@@ -253,8 +258,10 @@ impl Core {
             if !conn.has(flag::ABORT | flag::CONNECTING) {
                 sent = write_all_nonblocking(&conn.stream, &staging, &mut error);
             }
-            if sent < staging.len() && !conn.has(flag::ABORT) {
-                conn.out.extend_from_slice(&staging[sent..]);
+            // What the socket did not take is queued — on an abort too, so
+            // that `Disconnect::Aborted` reports every discarded byte.
+            if let Some(rest) = staging.get(sent..).filter(|r| !r.is_empty()) {
+                conn.out.extend_from_slice(rest);
             }
             if let Some(e) = error {
                 conn.error = Some(e);
@@ -293,6 +300,30 @@ impl Core {
                 let listener = conn.listener;
                 self.stats_mut(listener).bytes_out += sent as u64;
                 return self.finalize(key, Disconnect::Io(e));
+            }
+        }
+        if let Some(tc) = conn.tls.as_mut() {
+            let session = &mut tc.session;
+            if conn.flags & (flag::CLOSING | flag::SHUT_WR_WANTED) != 0 && !session.is_handshaking()
+            {
+                // All plaintext is with rustls by now: say goodbye properly.
+                session.send_close_notify();
+            }
+            if session.has_pending_ciphertext() {
+                match session.write_ciphertext(&mut StreamIo(&conn.stream)) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => {
+                        let listener = conn.listener;
+                        self.stats_mut(listener).bytes_out += sent as u64;
+                        return self.finalize(key, Disconnect::Io(e));
+                    }
+                }
+            }
+            if conn.flags & flag::CLOSING != 0 && session.is_handshaking() {
+                // Closed before the handshake finished (shutdown, a gate
+                // refusal): there is nothing to say over TLS.
+                return self.finalize(key, Disconnect::Closed);
             }
         }
         let unsent = conn.unsent();
@@ -347,7 +378,7 @@ impl Core {
         let ev = Event::new(poll_key(KIND_CONN, key), want_read, want_write);
         match self
             .poller
-            .modify_with_mode(&conn.stream, ev, PollMode::Edge)
+            .modify_with_mode(&conn.stream, ev, PollMode::Level)
         {
             Ok(()) => {
                 conn.flags &= !(flag::READ_ARMED | flag::WRITE_ARMED);
@@ -462,6 +493,29 @@ impl Core {
         if flags & flag::CONNECTING != 0 {
             return self.finish_connect(key, gen);
         }
+        // Level-triggered: HUP and ERR are reported whatever the interest,
+        // on every wait, until the connection goes. Each case below either
+        // makes progress or ends the connection, so nothing can spin.
+        if ev.is_err() == Some(true) {
+            let e = conn
+                .stream
+                .take_error()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| io::Error::from(io::ErrorKind::ConnectionReset));
+            return self.finalize(key, Disconnect::Io(e));
+        }
+        if ev.is_interrupt() && flags & (flag::PEER_EOF | flag::READ_PAUSED | flag::CLOSING) != 0 {
+            // Both directions are shut (HUP) and we will not read: nothing
+            // more can be sent, and ignoring it would mean hearing it again
+            // on every wait.
+            let reason = if unsent == 0 {
+                Disconnect::Closed
+            } else {
+                Disconnect::Io(io::Error::from(io::ErrorKind::BrokenPipe))
+            };
+            return self.finalize(key, reason);
+        }
         if ev.writable && unsent > 0 {
             self.mark_dirty(key, gen);
         }
@@ -477,6 +531,23 @@ impl Core {
     }
 
     pub fn read_conn(&mut self, key: u32, gen: u32) {
+        if self.conn(key, gen).is_some_and(|c| c.tls.is_some()) {
+            // Deliver what rustls and the backlog hold before reading more
+            // (after a pause, this is where delivery resumes).
+            let backlog = self
+                .conn_mut(key, gen)
+                .and_then(|c| c.tls.as_mut())
+                .map(|t| std::mem::take(&mut t.backlog))
+                .unwrap_or_default();
+            self.tls_input(key, gen, &backlog);
+            if self
+                .conn(key, gen)
+                .and_then(|c| c.tls.as_ref())
+                .is_some_and(|t| !t.backlog.is_empty())
+            {
+                return; // paused again with ciphertext left: don't read more
+            }
+        }
         for _ in 0..self.config.read_batch.max(1) {
             let Some(conn) = self.conn(key, gen) else {
                 return;
@@ -495,6 +566,15 @@ impl Core {
             match result {
                 Ok(0) => {
                     self.read_buf = buf;
+                    let handshaking = self.conn(key, gen).is_some_and(|c| c.handshaking());
+                    if handshaking {
+                        // A peer that hangs up mid-handshake: a failed
+                        // handshake, never seen by the protocol.
+                        let e =
+                            io::Error::new(io::ErrorKind::UnexpectedEof, "EOF during handshake");
+                        self.stats_mut(listener).tls_failures += 1;
+                        return self.finalize(key, Disconnect::Io(e));
+                    }
                     if let Some(c) = self.conn_mut(key, gen) {
                         c.flags |= flag::PEER_EOF;
                     }
@@ -505,10 +585,19 @@ impl Core {
                 Ok(n) => {
                     self.stats_mut(listener).bytes_in += n as u64;
                     let full = n == buf.len();
+                    let is_tls = self.conn(key, gen).is_some_and(|c| c.tls.is_some());
                     if let Some(data) = buf.get_mut(..n) {
-                        self.call(key, gen, |p, t| p.data_received(t, data));
+                        if is_tls {
+                            self.tls_input(key, gen, data);
+                        } else {
+                            self.call(key, gen, |p, t| p.data_received(t, data));
+                        }
                     }
                     self.read_buf = buf;
+                    // A short read drained the socket. Sockets are
+                    // level-triggered, so anything that arrived since (more
+                    // data, or the FIN) is reported by the next wait: no
+                    // extra read ending in EAGAIN per message.
                     if !full {
                         return;
                     }
@@ -526,12 +615,129 @@ impl Core {
                 }
             }
         }
-        if let Some(c) = self.conn_mut(key, gen) {
-            if !c.has(flag::READ_PENDING) {
-                c.flags |= flag::READ_PENDING;
-                self.pending.push_back(Pending::Read(key, gen));
+        // Batch used up with data still waiting: the level-triggered
+        // registration reports it again on the next turn, after the others.
+    }
+
+    /// Feeds ciphertext to a connection's TLS session and delivers the
+    /// plaintext, in order, until the protocol pauses; ciphertext left over
+    /// then is kept in the session's backlog.
+    fn tls_input(&mut self, key: u32, gen: u32, data: &[u8]) {
+        let mut off = 0;
+        let mut stalled = 0;
+        loop {
+            if !self.tls_deliver(key, gen) {
+                break; // paused, closing or gone
+            }
+            let Some(rest) = data.get(off..).filter(|r| !r.is_empty()) else {
+                break;
+            };
+            let Some(tc) = self.conn_mut(key, gen).and_then(|c| c.tls.as_mut()) else {
+                return;
+            };
+            let used = match tc.session.feed_ciphertext(rest) {
+                Ok(n) => n,
+                Err(e) => return self.tls_failed(key, gen, e),
+            };
+            off += used;
+            if tc.session.take_handshake_completed() {
+                self.handshake_done(key, gen);
+            }
+            // rustls takes nothing only while its plaintext buffer is full,
+            // which delivery empties: twice in a row means something else.
+            stalled = if used == 0 { stalled + 1 } else { 0 };
+            if stalled > 1 {
+                break;
             }
         }
+        let rest = data.get(off..).unwrap_or(&[]);
+        let Some(c) = self.conn_mut(key, gen) else {
+            return;
+        };
+        let mut peer_closed = false;
+        if let Some(tc) = c.tls.as_mut() {
+            if !rest.is_empty() {
+                tc.backlog.extend_from_slice(rest);
+            }
+            peer_closed = tc.backlog.is_empty() && tc.session.peer_closed();
+        }
+        let eof_due = peer_closed && !c.has(flag::PEER_EOF | flag::READ_PAUSED);
+        if eof_due {
+            c.flags |= flag::PEER_EOF;
+        }
+        // Handshake replies, alerts or key updates may be waiting.
+        self.mark_dirty(key, gen);
+        if eof_due {
+            self.call(key, gen, |p, t| p.eof_received(t));
+        }
+    }
+
+    /// Hands the plaintext rustls holds to the protocol. Returns false when
+    /// delivery must stop (paused, closing or gone).
+    fn tls_deliver(&mut self, key: u32, gen: u32) -> bool {
+        loop {
+            let Some(c) = self.conns.get_mut(key as usize).filter(|c| c.gen == gen) else {
+                return false;
+            };
+            if c.has(flag::READ_PAUSED | flag::CLOSING | flag::ABORT) {
+                return false;
+            }
+            let Some(tc) = c.tls.as_mut() else {
+                return false;
+            };
+            if tc.session.is_handshaking() {
+                return true;
+            }
+            if self.plain_buf.is_empty() {
+                self.plain_buf = vec![0; self.config.read_buffer.max(1)];
+            }
+            let mut plain = std::mem::take(&mut self.plain_buf);
+            let n = tc.session.read_plaintext(&mut plain);
+            if n == 0 {
+                self.plain_buf = plain;
+                return true;
+            }
+            if let Some(data) = plain.get_mut(..n) {
+                self.call(key, gen, |p, t| p.data_received(t, data));
+            }
+            if self.plain_buf.is_empty() {
+                self.plain_buf = plain;
+            }
+        }
+    }
+
+    /// The handshake just completed: stop its deadline, count it, start the
+    /// protocol.
+    fn handshake_done(&mut self, key: u32, gen: u32) {
+        let Some(c) = self.conn_mut(key, gen) else {
+            return;
+        };
+        let aux = c.aux_timer.take();
+        let listener = c.listener;
+        if let Some(id) = aux {
+            self.cancel_timer(id);
+        }
+        self.stats_mut(listener).tls_handshakes += 1;
+        self.mark_dirty(key, gen);
+        self.call(key, gen, |p, t| p.connection_made(t));
+    }
+
+    /// A TLS error ends the connection: flush the alert rustls queued (best
+    /// effort), count handshake failures, close.
+    fn tls_failed(&mut self, key: u32, gen: u32, e: TlsError) {
+        let Some(c) = self.conns.get_mut(key as usize).filter(|c| c.gen == gen) else {
+            return;
+        };
+        let handshaking = c.handshaking();
+        if let Some(tc) = c.tls.as_mut() {
+            let _ = tc.session.write_ciphertext(&mut StreamIo(&c.stream));
+        }
+        let (listener, peer) = (c.listener, c.peer);
+        if e.is_handshake_failure() || handshaking {
+            self.stats_mut(listener).tls_failures += 1;
+        }
+        log::debug!("TLS with {peer}: {e}");
+        self.finalize(key, Disconnect::Tls(e));
     }
 
     fn finish_connect(&mut self, key: u32, gen: u32) {
@@ -548,6 +754,12 @@ impl Core {
             return self.finalize(key, Disconnect::ConnectFailed(e));
         }
         conn.flags &= !flag::CONNECTING;
+        if conn.tls.is_some() {
+            // The ClientHello is queued; the protocol starts once the
+            // handshake completes (the connect timer runs until then).
+            self.mark_dirty(key, gen);
+            return;
+        }
         let aux = conn.aux_timer.take();
         if let Some(id) = aux {
             self.cancel_timer(id);
@@ -654,10 +866,23 @@ impl Core {
             // Replies are usually written whole; Nagle would only delay them.
             let _ = s.set_nodelay(true);
         }
+        let tls = match l.tls.as_ref().map(TlsSession::server) {
+            None => None,
+            Some(Ok(session)) => Some(Box::new(TlsConn {
+                session,
+                backlog: Vec::new(),
+            })),
+            Some(Err(e)) => {
+                l.stats.tls_failures += 1;
+                log::warn!("cannot start TLS for {peer}: {e}");
+                return;
+            }
+        };
         let info = PeerInfo {
             addr: peer,
             listener: ListenerId(index),
             refused_for,
+            tls: tls.is_some(),
         };
         let protocol = l.factory.build(&info);
         let gated = l.gate.is_some();
@@ -671,6 +896,18 @@ impl Core {
             if let Some(c) = self.conn_mut(key, gen) {
                 c.flags |= flag::GATED;
             }
+        }
+        if tls.is_some() {
+            let at = self.now + self.config.handshake_timeout;
+            let (conns, timers) = (&mut self.conns, &mut self.timers);
+            if let Some(c) = conns.get_mut(key as usize) {
+                c.tls = tls;
+                c.flags |= flag::TLS_SERVER;
+                let id =
+                    timers.insert(at, None, key, gen, TimerKind::Handshake, &mut c.timers_head);
+                c.aux_timer = Some(id);
+            }
+            return; // connection_made comes when the handshake completes
         }
         self.call(key, gen, |p, t| p.connection_made(t));
     }
@@ -699,7 +936,7 @@ impl Core {
         // is deleted from the poller in `finalize` before it is dropped.
         let added = unsafe {
             self.poller
-                .add_with_mode(stream.as_fd().as_raw_fd(), ev, PollMode::Edge)
+                .add_with_mode(stream.as_fd().as_raw_fd(), ev, PollMode::Level)
         };
         if let Err(e) = added {
             log::warn!("cannot register connection: {e}");
@@ -716,6 +953,7 @@ impl Core {
             peer,
             error: None,
             aux_timer: None,
+            tls: None,
             gen,
             listener,
             timers_head: NIL,
@@ -1123,11 +1361,25 @@ impl Core {
                 TimerKind::ConnectTimeout => {
                     let connecting = self.conn_mut(owner, owner_gen).is_some_and(|c| {
                         c.aux_timer = None;
-                        c.has(flag::CONNECTING)
+                        c.has(flag::CONNECTING) || c.handshaking()
                     });
                     if connecting {
                         let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
                         self.finalize(owner, Disconnect::ConnectFailed(e));
+                    }
+                }
+                TimerKind::Handshake => {
+                    let stalled = self.conn_mut(owner, owner_gen).is_some_and(|c| {
+                        c.aux_timer = None;
+                        c.handshaking()
+                    });
+                    if stalled {
+                        if let Some(c) = self.conn(owner, owner_gen) {
+                            log::debug!("TLS handshake with {} timed out", c.peer);
+                            let listener = c.listener;
+                            self.stats_mut(listener).tls_failures += 1;
+                        }
+                        self.finalize(owner, Disconnect::HandshakeTimedOut);
                     }
                 }
                 TimerKind::CloseLinger => {

@@ -47,6 +47,9 @@ pub enum ReactorError {
     Connect(io::Error),
     /// The id names no live listener, connection, timer or child.
     UnknownId,
+    /// A TLS session could not be created (e.g. an invalid server name for
+    /// an outbound connection).
+    Tls(crate::tls::TlsError),
 }
 
 impl fmt::Display for ReactorError {
@@ -65,6 +68,7 @@ impl fmt::Display for ReactorError {
             ReactorError::Spawn(e) => write!(f, "cannot start child process: {e}"),
             ReactorError::Connect(e) => write!(f, "cannot start connection: {e}"),
             ReactorError::UnknownId => write!(f, "no such listener, connection, timer or child"),
+            ReactorError::Tls(e) => write!(f, "TLS: {e}"),
         }
     }
 }
@@ -80,6 +84,7 @@ impl std::error::Error for ReactorError {
             ReactorError::Bind { source, .. } | ReactorError::Resolve { source, .. } => {
                 Some(source)
             }
+            ReactorError::Tls(e) => Some(e),
             ReactorError::PathInUse(_) | ReactorError::UnknownId => None,
         }
     }

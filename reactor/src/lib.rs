@@ -77,6 +77,7 @@ mod signals;
 mod stats;
 mod sys;
 mod timers;
+pub mod tls;
 mod transport;
 
 pub use addr::{resolve_listen_host, Address, PeerAddr};

@@ -27,6 +27,9 @@ pub struct ListenOptions {
     pub gate: Option<Box<dyn Gate>>,
     /// Start paused (call [`Reactor::resume_listener`](crate::Reactor::resume_listener)).
     pub start_paused: bool,
+    /// Serve TLS: every accepted connection does a handshake first (with
+    /// the reactor's handshake timeout), and its protocol sees plaintext.
+    pub tls: Option<crate::tls::ServerTlsConfig>,
 }
 
 impl Default for ListenOptions {
@@ -36,6 +39,7 @@ impl Default for ListenOptions {
             reuse_port: false,
             gate: None,
             start_paused: false,
+            tls: None,
         }
     }
 }
@@ -47,6 +51,7 @@ impl std::fmt::Debug for ListenOptions {
             .field("reuse_port", &self.reuse_port)
             .field("gate", &self.gate.is_some())
             .field("start_paused", &self.start_paused)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -84,6 +89,8 @@ pub(crate) struct Listener {
     pub armed: bool,
     /// Unix socket file to remove when the listener closes.
     pub unlink_on_close: bool,
+    /// TLS settings, for TLS listeners.
+    pub tls: Option<crate::tls::ServerTlsConfig>,
 }
 
 impl Listener {

@@ -111,6 +111,12 @@ pub enum Disconnect {
         /// Bytes that were queued and never sent.
         unsent: usize,
     },
+    /// The TLS layer failed: a bad handshake (garbage instead of a
+    /// ClientHello, no common version or cipher, a refused certificate) or a
+    /// corrupt record. Probably the peer's doing.
+    Tls(crate::tls::TlsError),
+    /// The TLS handshake did not complete within the handshake timeout.
+    HandshakeTimedOut,
     /// The reactor shut down (deadline reached, or stopped) with this
     /// connection still open; `unsent` bytes were discarded.
     Shutdown {
@@ -149,6 +155,8 @@ impl fmt::Display for Disconnect {
             Disconnect::Shutdown { unsent } => {
                 write!(f, "reactor shut down ({unsent} bytes unsent)")
             }
+            Disconnect::Tls(e) => write!(f, "TLS error: {e}"),
+            Disconnect::HandshakeTimedOut => f.write_str("TLS handshake timed out"),
         }
     }
 }
@@ -165,6 +173,9 @@ pub struct PeerInfo {
     /// the protocol can refuse it politely (Gemini `44`, HTTP `429`): the
     /// client may come back after this long.
     pub refused_for: Option<Duration>,
+    /// Whether the connection is TLS (the protocol starts after the
+    /// handshake; see [`Transport::tls_info`](crate::Transport::tls_info)).
+    pub tls: bool,
 }
 
 /// Builds a protocol for each accepted connection (Twisted's `Factory`).

@@ -169,6 +169,7 @@ impl Reactor {
         let index = u32::try_from(self.core.listeners.len())
             .map_err(|_| ReactorError::Register(io::Error::other("too many listeners")))?;
         let armed = !options.start_paused;
+        let tls = options.tls.clone();
         let ev = if armed {
             Event::readable(poll_key(KIND_LISTENER, index))
         } else {
@@ -190,6 +191,7 @@ impl Reactor {
             paused_cap: false,
             armed,
             unlink_on_close,
+            tls,
         }));
         Ok(ListenerId(index))
     }
@@ -222,6 +224,9 @@ impl Reactor {
     /// Reactor-wide operations outside any callback (write to a connection,
     /// timers, listener pause/resume, stats).
     pub fn context(&mut self) -> Context<'_> {
+        // Outside `run` the loop's clock is stale: deadlines set from here
+        // must count from now.
+        self.core.now = Instant::now();
         Context::new(&mut self.core)
     }
 

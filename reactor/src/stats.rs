@@ -25,4 +25,9 @@ pub struct ListenerStats {
     /// Times this listener paused accepting because the process was out of
     /// descriptors or at the global connection cap.
     pub accept_pauses: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed or timed out (garbage instead of a
+    /// ClientHello, no shared version, a stalled peer...).
+    pub tls_failures: u64,
 }

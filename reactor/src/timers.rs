@@ -27,6 +27,8 @@ pub(crate) enum TimerKind {
     ConnectTimeout,
     /// Aborts a connection whose `close()` could not flush in time.
     CloseLinger,
+    /// Fails an accepted TLS connection still handshaking.
+    Handshake,
     /// Runs a reactor-wide callback. `None` while the callback is running.
     Global(Option<TimerCallback>),
     /// Resumes a listener paused after `EMFILE`.

@@ -127,7 +127,23 @@ impl<'a> Context<'a> {
         addr: &Address,
         protocol: Box<dyn Protocol>,
     ) -> Result<ConnId, ReactorError> {
-        crate::connect::connect(self.core, addr, protocol, None)
+        crate::connect::connect(self.core, addr, protocol, None, None)
+    }
+
+    /// Opens an outbound TLS connection. `server_name` is sent as SNI (and
+    /// verified, unless the config says not to); an IP literal sends no SNI.
+    /// `connection_made` is called once the handshake has completed; the
+    /// connect timeout covers the handshake too.
+    pub fn connect_tls(
+        &mut self,
+        addr: &Address,
+        server_name: &str,
+        tls: &crate::tls::ClientTlsConfig,
+        protocol: Box<dyn Protocol>,
+    ) -> Result<ConnId, ReactorError> {
+        let session =
+            crate::tls::TlsSession::client(tls, server_name).map_err(ReactorError::Tls)?;
+        crate::connect::connect(self.core, addr, protocol, None, Some(session))
     }
 
     /// Like [`Context::connect`] with a specific connect timeout.
@@ -137,7 +153,7 @@ impl<'a> Context<'a> {
         protocol: Box<dyn Protocol>,
         timeout: Duration,
     ) -> Result<ConnId, ReactorError> {
-        crate::connect::connect(self.core, addr, protocol, Some(timeout))
+        crate::connect::connect(self.core, addr, protocol, Some(timeout), None)
     }
 
     /// A snapshot of a listener's counters.
@@ -327,6 +343,25 @@ impl<'a> Transport<'a> {
             .and_then(|c| c.stream.local_addr().ok())
     }
 
+    /// Whether this connection runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.ctx
+            .core
+            .conn(self.key, self.gen)
+            .is_some_and(|c| c.tls.is_some())
+    }
+
+    /// Facts about this connection's TLS session (version, cipher, SNI,
+    /// ALPN, the client certificate): `None` for plain TCP. This parses the
+    /// peer certificate: call it once per request, not per byte.
+    pub fn tls_info(&self) -> Option<crate::tls::TlsInfo> {
+        self.ctx
+            .core
+            .conn(self.key, self.gen)
+            .and_then(|c| c.tls.as_ref())
+            .and_then(|t| t.session.info())
+    }
+
     /// The listener that accepted this connection (`None` for outbound).
     pub fn listener(&self) -> Option<ListenerId> {
         self.ctx
@@ -483,7 +518,13 @@ fn write_conn(core: &mut Core, key: u32, gen: u32, data: &[u8]) -> bool {
         );
         return false;
     }
-    let queued = if conn.unsent() == 0 && staging_free && !conn.has(flag::CONNECTING) {
+    let queued = if let Some(tc) = conn.tls.as_mut() {
+        // rustls encrypts into its own buffer, counted by `unsent`.
+        tc.session.write_plaintext(data);
+        let q = conn.unsent();
+        core.mark_dirty(key, gen);
+        q
+    } else if conn.unsent() == 0 && staging_free && !conn.has(flag::CONNECTING) {
         core.staging.extend_from_slice(data);
         core.staging_owner = (key, gen);
         core.staging.len()

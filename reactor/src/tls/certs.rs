@@ -290,9 +290,7 @@ pub fn certified_key(
     match ck.keys_match() {
         Ok(()) => Ok(Arc::new(ck)),
         // The provider cannot derive the public key: nothing to compare.
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
-            Ok(Arc::new(ck))
-        }
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(Arc::new(ck)),
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
             Err(CertError::KeyMismatch {
                 cert: cert_path.to_path_buf(),
@@ -454,8 +452,8 @@ pub fn generate_pem(
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use super::super::provider::provider;
     use super::*;
-    use crate::tls::provider::provider;
 
     /// A temporary directory under /tmp, removed on drop.
     pub(crate) struct TempDir(pub PathBuf);
@@ -465,10 +463,8 @@ pub(crate) mod tests {
             use std::sync::atomic::{AtomicUsize, Ordering};
             static N: AtomicUsize = AtomicUsize::new(0);
             let n = N.fetch_add(1, Ordering::Relaxed);
-            let p = std::env::temp_dir().join(format!(
-                "torsion-tls-{tag}-{}-{n}",
-                std::process::id()
-            ));
+            let p =
+                std::env::temp_dir().join(format!("torsion-tls-{tag}-{}-{n}", std::process::id()));
             let _ = fs::remove_dir_all(&p);
             fs::create_dir_all(&p).unwrap();
             TempDir(p)
@@ -499,8 +495,8 @@ pub(crate) mod tests {
     #[test]
     fn loads_pkcs8_pkcs1_and_sec1() {
         let dir = TempDir::new("load");
-        let (cert, key) = generate_pem(&["a.test".into()], KeyAlgorithm::EcdsaP256, unix_now())
-            .unwrap();
+        let (cert, key) =
+            generate_pem(&["a.test".into()], KeyAlgorithm::EcdsaP256, unix_now()).unwrap();
         assert!(key.contains("BEGIN PRIVATE KEY"));
         let cases = [
             (cert.as_str(), key.as_str()),
@@ -526,7 +522,10 @@ pub(crate) mod tests {
         let p = provider();
         let missing = dir.0.join("nope.pem");
         let e = load_certified_key(&missing, &missing, &p).unwrap_err();
-        assert!(matches!(e, CertError::Missing(ref f) if *f == missing), "{e}");
+        assert!(
+            matches!(e, CertError::Missing(ref f) if *f == missing),
+            "{e}"
+        );
         assert!(e.to_string().contains("nope.pem"));
 
         let empty = write(&dir.0, "empty.pem", "hello\n");
@@ -538,8 +537,10 @@ pub(crate) mod tests {
         let e = load_chain(&dir.0).unwrap_err();
         assert!(matches!(e, CertError::Unreadable(..)), "{e}");
 
-        let (c1, _) = generate_pem(&["a.test".into()], KeyAlgorithm::EcdsaP256, unix_now()).unwrap();
-        let (_, k2) = generate_pem(&["a.test".into()], KeyAlgorithm::EcdsaP256, unix_now()).unwrap();
+        let (c1, _) =
+            generate_pem(&["a.test".into()], KeyAlgorithm::EcdsaP256, unix_now()).unwrap();
+        let (_, k2) =
+            generate_pem(&["a.test".into()], KeyAlgorithm::EcdsaP256, unix_now()).unwrap();
         let cp = write(&dir.0, "c.pem", &c1);
         let kp = write(&dir.0, "k.pem", &k2);
         let e = load_certified_key(&cp, &kp, &p).unwrap_err();

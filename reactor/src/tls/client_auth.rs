@@ -20,14 +20,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::certs::{CertError, load_chain};
+use super::certs::{load_chain, CertError};
 
 /// Largest number of files read from a `--tls-capath` directory: a CA
 /// directory holds a handful; this bounds start-up on a wrong path.
@@ -155,7 +155,7 @@ impl ClientCertVerifier for GeminiClientVerifier {
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         match X509Certificate::from_der(end_entity) {
-            Ok((rest, _)) if rest.is_empty() => Ok(ClientCertVerified::assertion()),
+            Ok(([], _)) => Ok(ClientCertVerified::assertion()),
             _ => Err(rustls::Error::InvalidCertificate(
                 CertificateError::BadEncoding,
             )),
@@ -199,9 +199,9 @@ impl ClientCertVerifier for GeminiClientVerifier {
 
 #[cfg(test)]
 mod tests {
+    use super::super::certs::tests::TempDir;
+    use super::super::provider::provider;
     use super::*;
-    use crate::tls::certs::tests::TempDir;
-    use crate::tls::provider::provider;
 
     fn ca() -> (String, rcgen::CertifiedIssuer<'static, rcgen::KeyPair>) {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -251,7 +251,9 @@ mod tests {
             .verify_client_cert(ck.cert.der(), &[], UnixTime::now())
             .is_ok());
         let garbage = CertificateDer::from(vec![0x30, 0x03, 1, 2, 3]);
-        assert!(v.verify_client_cert(&garbage, &[], UnixTime::now()).is_err());
+        assert!(v
+            .verify_client_cert(&garbage, &[], UnixTime::now())
+            .is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
@@ -16,7 +16,7 @@ use rustls::{
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::client_auth::{ClientAuth, GeminiClientVerifier, ca_verifier};
+use super::client_auth::{ca_verifier, ClientAuth, GeminiClientVerifier};
 use super::error::TlsError;
 use super::provider::{provider, ticketer};
 use super::sni::{CertStore, SniResolver};
@@ -45,7 +45,8 @@ pub enum TlsVersions {
 
 impl TlsVersions {
     fn list(self) -> &'static [&'static SupportedProtocolVersion] {
-        static BOTH: [&SupportedProtocolVersion; 2] = [&rustls::version::TLS13, &rustls::version::TLS12];
+        static BOTH: [&SupportedProtocolVersion; 2] =
+            [&rustls::version::TLS13, &rustls::version::TLS12];
         static V13: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
         static V12: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS12];
         match self {
@@ -317,7 +318,7 @@ impl ServerCertVerifier for NoVerify {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         match X509Certificate::from_der(end_entity) {
-            Ok((rest, _)) if rest.is_empty() => Ok(ServerCertVerified::assertion()),
+            Ok(([], _)) => Ok(ServerCertVerified::assertion()),
             _ => Err(rustls::Error::InvalidCertificate(
                 CertificateError::BadEncoding,
             )),

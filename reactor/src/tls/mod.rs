@@ -75,8 +75,11 @@ pub mod provider;
 pub mod session;
 pub mod sni;
 
+#[cfg(test)]
+mod tests;
+
 pub use certs::{CertError, GeneratedCert, KeyAlgorithm};
-pub use client_auth::{ClientAuth, load_ca_roots};
+pub use client_auth::{load_ca_roots, ClientAuth};
 pub use config::{
     ClientTlsConfig, ClientTlsConfigBuilder, ClientVerify, ServerTlsConfig, ServerTlsConfigBuilder,
     TlsVersions,

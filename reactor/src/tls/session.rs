@@ -13,7 +13,7 @@ use super::certs::unix_now;
 use super::client_auth::is_authorised;
 use super::config::{ClientTlsConfig, ServerTlsConfig};
 use super::error::TlsError;
-use super::info::{PeerCertInfo, TlsInfo, cipher_names, version_name};
+use super::info::{cipher_names, version_name, PeerCertInfo, TlsInfo};
 
 /// One TLS connection, server or client side, driven by the reactor.
 pub struct TlsSession {

@@ -176,11 +176,7 @@ impl CertStore {
             e.names.retain(|n| !names.contains(n));
         }
         let was_empty = entries.is_empty();
-        entries.push(Entry {
-            names,
-            source,
-            key,
-        });
+        entries.push(Entry { names, source, key });
         let default = if make_default || was_empty {
             entries.len().saturating_sub(1)
         } else {
@@ -210,14 +206,17 @@ impl CertStore {
         let snap = self.snapshot();
         if let Some(name) = server_name {
             let name = name.trim_end_matches('.');
-            let exact = snap
-                .entries
-                .iter()
-                .find(|e| e.names.iter().any(|p| !p.starts_with("*.") && matches(p, name)));
-            let found = exact.or_else(|| {
-                snap.entries
+            let exact = snap.entries.iter().find(|e| {
+                e.names
                     .iter()
-                    .find(|e| e.names.iter().any(|p| p.starts_with("*.") && matches(p, name)))
+                    .any(|p| !p.starts_with("*.") && matches(p, name))
+            });
+            let found = exact.or_else(|| {
+                snap.entries.iter().find(|e| {
+                    e.names
+                        .iter()
+                        .any(|p| p.starts_with("*.") && matches(p, name))
+                })
             });
             if let Some(e) = found {
                 return Some(e.key.clone());
@@ -267,7 +266,12 @@ impl CertStore {
             .chain((0..snap.entries.len()).filter(|i| *i != snap.default));
         for i in order {
             if let Some(e) = snap.entries.get(i) {
-                let fp = e.key.cert.first().map(|c| certs::fingerprint(c)).unwrap_or_default();
+                let fp = e
+                    .key
+                    .cert
+                    .first()
+                    .map(|c| certs::fingerprint(c))
+                    .unwrap_or_default();
                 out.push((e.names.clone(), fp));
             }
         }
@@ -292,12 +296,13 @@ impl ResolvesServerCert for SniResolver {
 
 #[cfg(test)]
 mod tests {
+    use super::super::certs::tests::TempDir;
+    use super::super::certs::{generate_pem, unix_now};
     use super::*;
-    use crate::tls::certs::tests::TempDir;
-    use crate::tls::certs::{generate_pem, unix_now};
 
     fn files(dir: &TempDir, tag: &str, name: &str) -> CertSource {
-        let (c, k) = generate_pem(&[name.to_string()], KeyAlgorithm::EcdsaP256, unix_now()).unwrap();
+        let (c, k) =
+            generate_pem(&[name.to_string()], KeyAlgorithm::EcdsaP256, unix_now()).unwrap();
         let cert = dir.0.join(format!("{tag}.crt"));
         let key = dir.0.join(format!("{tag}.key"));
         std::fs::write(&cert, c).unwrap();
