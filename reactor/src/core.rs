@@ -890,6 +890,12 @@ impl Core {
         l.stats.active += 1;
         let Some((key, gen)) = self.insert_conn(stream, protocol, peer, index, flag::READ_ARMED)
         else {
+            // Not served after all: give the gate its slot back.
+            if let Some(Some(l)) = self.listeners.get_mut(index as usize) {
+                if let Some(g) = l.gate.as_mut() {
+                    g.released(&peer);
+                }
+            }
             return;
         };
         if gated {

@@ -124,12 +124,13 @@ impl<C: Clock> RateGate<C> {
     /// A gate on `clock` (tests use `governor::clock::FakeRelativeClock`).
     pub fn with_clock(config: GateConfig, clock: C) -> Self {
         let limiter = config.quota.map(|q| KeyedLimiter::with_clock(q, clock));
-        let floods = match (&config.quota, config.policy) {
-            (Some(q), RefusalPolicy::Reply) if config.flood_factor > 0 => Some(
-                FloodTracker::new(q.window(), q.burst(), config.flood_factor),
-            ),
-            _ => None,
-        };
+        let floods =
+            match (&config.quota, config.policy) {
+                (Some(q), RefusalPolicy::Reply) if config.flood_factor > 0 => Some(
+                    FloodTracker::new(q.window(), q.burst(), config.flood_factor),
+                ),
+                _ => None,
+            };
         RateGate {
             shared: Arc::new(Shared {
                 name: config.name,
@@ -258,7 +259,10 @@ impl<C: Clock> RateGate<C> {
         let s = &*self.shared;
         let now = s.counters.snapshot();
         let delta = {
-            let mut last = s.last_summary.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut last = s
+                .last_summary
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let d = now.since(&last);
             *last = now;
             d
@@ -303,7 +307,10 @@ mod tests {
         PeerAddr::Tcp(s.parse::<SocketAddr>().unwrap())
     }
 
-    fn gate(quota: &str, tweak: impl FnOnce(&mut GateConfig)) -> (RateGate<FakeRelativeClock>, FakeRelativeClock) {
+    fn gate(
+        quota: &str,
+        tweak: impl FnOnce(&mut GateConfig),
+    ) -> (RateGate<FakeRelativeClock>, FakeRelativeClock) {
         let mut config = GateConfig {
             name: "test".into(),
             quota: Some(RateQuota::parse(quota).unwrap()),
@@ -357,7 +364,10 @@ mod tests {
     fn ports_do_not_matter_and_ipv6_is_keyed_by_prefix() {
         let (mut g, _) = gate("1/m", |_| {});
         assert_eq!(g.admit(&peer("192.0.2.1:1")), Verdict::Admit);
-        assert!(matches!(g.admit(&peer("192.0.2.1:2")), Verdict::Refuse { .. }));
+        assert!(matches!(
+            g.admit(&peer("192.0.2.1:2")),
+            Verdict::Refuse { .. }
+        ));
         assert_eq!(g.admit(&peer("[2001:db8:0:1::1]:1")), Verdict::Admit);
         assert!(matches!(
             g.admit(&peer("[2001:db8:0:1:ffff::9]:1")),
@@ -397,7 +407,11 @@ mod tests {
         for _ in 0..100 {
             g.released(&peer("127.0.0.1:5"));
         }
-        assert_eq!(g.tracked(), Tracked::default(), "exempt clients cost no state");
+        assert_eq!(
+            g.tracked(),
+            Tracked::default(),
+            "exempt clients cost no state"
+        );
         assert_eq!(g.admit(&peer("192.0.2.1:5")), Verdict::Admit);
         assert_eq!(g.admit(&peer("192.0.2.1:5")), Verdict::Drop, "cap of 1");
         let s = g.stats();
@@ -469,7 +483,10 @@ mod tests {
             verdicts.push(v);
         }
         let admitted = verdicts.iter().filter(|v| **v == Verdict::Admit).count();
-        let replied = verdicts.iter().filter(|v| matches!(v, Verdict::Refuse { .. })).count();
+        let replied = verdicts
+            .iter()
+            .filter(|v| matches!(v, Verdict::Refuse { .. }))
+            .count();
         let dropped = verdicts.iter().filter(|v| **v == Verdict::Drop).count();
         assert_eq!((admitted, replied, dropped), (2, 4, 14));
         assert!(verdicts[6..].iter().all(|v| *v == Verdict::Drop));
@@ -597,7 +614,8 @@ mod tests {
         let before = rss_kib();
         let started = std::time::Instant::now();
         for i in 0..1_000_000u64 {
-            let addr = std::net::Ipv6Addr::from_bits((0x2001_0db8_u128 << 96) | (u128::from(i) << 64) | 1);
+            let addr =
+                std::net::Ipv6Addr::from_bits((0x2001_0db8_u128 << 96) | (u128::from(i) << 64) | 1);
             let p = PeerAddr::Tcp(SocketAddr::from((addr, 1965)));
             assert_eq!(g.decide(&p), Verdict::Admit);
             g.release(&p);

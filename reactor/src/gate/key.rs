@@ -116,10 +116,14 @@ pub enum CidrError {
 impl fmt::Display for CidrError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            CidrError::BadAddress => "not an IP address (expected e.g. 192.0.2.0/24 or 2001:db8::/32)",
+            CidrError::BadAddress => {
+                "not an IP address (expected e.g. 192.0.2.0/24 or 2001:db8::/32)"
+            }
             CidrError::BadPrefix => "prefix length is not a number",
             CidrError::PrefixTooLong => "prefix length is longer than the address",
-            CidrError::HostBitsSet => "address has bits set after the prefix (write the network address, e.g. 10.0.0.0/8)",
+            CidrError::HostBitsSet => {
+                "address has bits set after the prefix (write the network address, e.g. 10.0.0.0/8)"
+            }
         })
     }
 }

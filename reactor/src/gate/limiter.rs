@@ -129,7 +129,10 @@ mod tests {
         assert_eq!(whole_seconds_at_least_one(Duration::ZERO), s(1));
         assert_eq!(whole_seconds_at_least_one(Duration::from_nanos(1)), s(1));
         assert_eq!(whole_seconds_at_least_one(s(1)), s(1));
-        assert_eq!(whole_seconds_at_least_one(Duration::from_millis(1001)), s(2));
+        assert_eq!(
+            whole_seconds_at_least_one(Duration::from_millis(1001)),
+            s(2)
+        );
         assert_eq!(whole_seconds_at_least_one(s(300)), s(300));
         assert_eq!(whole_seconds_at_least_one(Duration::MAX), s(u64::MAX));
     }

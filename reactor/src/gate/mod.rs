@@ -16,8 +16,15 @@
 //! fresh client's, by [`RateGate::housekeeping`] (call it every
 //! [`RECOMMENDED_HOUSEKEEPING_INTERVAL`]). A client that opened one
 //! connection is forgotten two quota intervals later; one that used its
-//! whole burst, one window later. The rate table costs about 70 bytes per
-//! remembered client at its peak.
+//! whole burst, one window later. So the state is bounded by the clients
+//! seen in the last housekeeping interval plus two quota intervals (plus
+//! clients still within their window after spending a burst).
+//!
+//! Each remembered client costs one table slot of 33 bytes (17-byte key,
+//! 8-byte GCRA state, padding, a control byte); the table holds 1.14 to
+//! 2.3 slots per client, so 38–75 bytes per client. Measured (test
+//! `gate_memory_after_a_million_ipv6_clients`): 1,000,000 distinct IPv6
+//! /64s grow RSS by 66 MiB; after housekeeping RSS is back to baseline.
 
 pub mod caps;
 pub mod key;

@@ -246,9 +246,15 @@ mod tests {
         }
         assert!(f.is_flooding(&K));
         // Next window: still flooding from the first refusal on.
-        assert_eq!(f.refused(&K, t(1000)), FloodVerdict::Drop { started: false });
+        assert_eq!(
+            f.refused(&K, t(1000)),
+            FloodVerdict::Drop { started: false }
+        );
         for i in 1..10 {
-            assert!(matches!(f.refused(&K, t(1000 + i)), FloodVerdict::Drop { .. }));
+            assert!(matches!(
+                f.refused(&K, t(1000 + i)),
+                FloodVerdict::Drop { .. }
+            ));
         }
         // Window after that: it flooded again, so still dropped.
         assert!(matches!(f.refused(&K, t(2000)), FloodVerdict::Drop { .. }));
