@@ -50,10 +50,6 @@ pub struct ServerSection {
     pub state_dir: Option<PathBuf>,
     /// Write the process id here at start.
     pub pid_file: Option<PathBuf>,
-    /// Drop privileges to this user after binding.
-    pub user: Option<String>,
-    /// Drop privileges to this group after binding.
-    pub group: Option<String>,
 }
 
 /// `[tls]`

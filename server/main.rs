@@ -1,13 +1,17 @@
-//! The `torsion` binary: wires listeners to protocol factories and runs the
-//! reactor. See README.md for the flags.
+//! The `torsion` binary: reads flags and the config file into a plan,
+//! wires listeners to protocol factories, and runs the reactor(s). See
+//! README.md for every flag.
 
 mod cli;
+mod config;
+mod plan;
+mod run;
+mod status;
+mod tls_setup;
+mod wiring;
 
 use std::io::Write;
 use std::process::ExitCode;
-
-use torsion_protocols::echo::{Echo, EchoConfig};
-use torsion_reactor::{Reactor, ReactorConfig};
 
 fn main() -> ExitCode {
     init_logging();
@@ -25,7 +29,29 @@ fn main() -> ExitCode {
         }
         cli::Action::Serve(opts) => opts,
     };
-    match serve(opts) {
+    let file = match opts.config.as_deref().map(config::load).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("torsion: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let plan = match plan::make(&opts, file) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("torsion: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if opts.check_config {
+        if let Err(e) = wiring::check(&plan) {
+            eprintln!("torsion: {e}");
+            return ExitCode::from(2);
+        }
+        println!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    match run::run(plan) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("torsion: error: {e}");
@@ -34,30 +60,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(opts: cli::Options) -> Result<(), Box<dyn std::error::Error>> {
-    let config = ReactorConfig {
-        shutdown_timeout: opts.shutdown_timeout,
-        ..ReactorConfig::default()
-    };
-    let mut reactor = Reactor::with_config(config)?;
-    for addr in &opts.echo {
-        let id = reactor.listen(*addr, Echo::factory(EchoConfig::default()))?;
-        let bound = reactor
-            .local_addr(id)
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        // Printed (not only logged) so scripts and tests can find the port.
-        eprintln!("torsion: echo listening on {bound}");
-        log::info!("echo listening on tcp://{bound}");
-    }
-    reactor.stop_on_signals()?;
-    reactor.run()?;
-    log::info!("stopped");
-    Ok(())
-}
-
 /// Logs to stderr at `info` unless `RUST_LOG` says otherwise, with
-/// timestamps; messages are escaped by their producers.
+/// millisecond timestamps. Whatever came from a peer is escaped by the code
+/// that logs it, so no client can forge a line.
 fn init_logging() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format(|buf, record| {

@@ -96,7 +96,7 @@ impl DateCache {
 
     /// The IMF-fixdate of `now`, re-formatted only when the second changed.
     /// Clocks before 1970 read as the epoch.
-    pub fn get(&mut self, now: SystemTime) -> &[u8] {
+    pub fn get(&mut self, now: SystemTime) -> &[u8; IMF_FIXDATE_LEN] {
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if self.secs != Some(secs) {
             self.text = format_imf_fixdate(secs);

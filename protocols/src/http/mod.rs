@@ -2,8 +2,13 @@
 //! request with a permanent redirect to `https://`, optionally serving ACME
 //! http-01 challenges instead.
 //!
-//! This part is the pure codec — bytes in, typed values or typed errors out,
-//! no I/O. A connection's life, as the protocol drives it:
+//! Three parts, as every protocol module here: the pure codec (bytes in,
+//! typed values or typed errors out, no I/O: every module but the two
+//! below), the [`HttpFactory`] / [`HttpConnection`] that drive it from
+//! reactor events ([`protocol`]), and the [`HttpConfig`] the server fills
+//! ([`config`]).
+//!
+//! A connection's life, as [`HttpConnection`] drives the codec:
 //!
 //! 1. [`parse_head`] on the bytes received so far: `Partial` (read more),
 //!    `Complete { head, consumed }`, or an [`HttpError`] whose
@@ -18,14 +23,20 @@
 //!    pipelined request starts where it says; if [`BodySkipper::new`]
 //!    refuses, answer with `Connection: close` and close.
 //!
+//! Around that the protocol keeps one deadline per connection (head, idle,
+//! linger), a cap on requests per connection, the 429 refusal asked for by
+//! the accept gate, the access log and the [`HttpStats`] counters.
+//!
 //! Every limit is a named constant; every parser gives the same answer
 //! whether its input arrives whole or one byte at a time.
 
 pub mod acme;
 pub mod body;
 pub mod chunked;
+pub mod config;
 pub mod date;
 pub mod host;
+pub mod protocol;
 pub mod redirect;
 pub mod request;
 pub mod response;
@@ -34,8 +45,15 @@ mod syntax;
 pub use acme::{acme_token, ACME_CHALLENGE_PREFIX, MAX_ACME_TOKEN};
 pub use body::{BodyError, BodySkipper, Skipped, MAX_SKIPPED_BODY};
 pub use chunked::ChunkedError;
+pub use config::{
+    HttpConfig, HttpConfigError, DEFAULT_HEAD_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER,
+    DEFAULT_MAX_REQUESTS,
+};
 pub use date::DateCache;
 pub use host::{parse_host, HostError, HostKind, HostName};
+pub use protocol::{
+    escape_for_log, HttpConnection, HttpFactory, HttpStats, LogEscaped, MAX_ACME_FILE,
+};
 pub use redirect::{redirect_for, Redirect, RedirectCode, RedirectConfig};
 pub use request::{
     parse_head, BodyFraming, ConnectionTokens, HttpError, Method, Parsed, RequestHead, Version,

@@ -32,6 +32,16 @@ pub enum RedirectCode {
 }
 
 impl RedirectCode {
+    /// The code for a status number, as given to `--redirect-code`: `301`
+    /// or `308`; anything else is `None`.
+    pub fn from_status(status: u16) -> Option<Self> {
+        match status {
+            301 => Some(RedirectCode::MovedPermanently),
+            308 => Some(RedirectCode::PermanentRedirect),
+            _ => None,
+        }
+    }
+
     /// The status code.
     pub fn status(self) -> u16 {
         match self {
@@ -429,6 +439,15 @@ mod tests {
         assert_eq!(RedirectCode::MovedPermanently.status(), 301);
         assert_eq!(RedirectCode::PermanentRedirect.status(), 308);
         assert_eq!(RedirectCode::default(), RedirectCode::MovedPermanently);
+        assert_eq!(
+            RedirectCode::from_status(308),
+            Some(RedirectCode::PermanentRedirect)
+        );
+        assert_eq!(
+            RedirectCode::from_status(301),
+            Some(RedirectCode::MovedPermanently)
+        );
+        assert_eq!(RedirectCode::from_status(302), None);
         assert_eq!(
             RedirectCode::PermanentRedirect.reason(),
             "Permanent Redirect"

@@ -77,6 +77,44 @@ fn encode_control(
     Ok(())
 }
 
+/// A server frame header built on the stack, for writing a frame as two
+/// slices (header, then payload) straight into a transport without copying
+/// the payload into a frame buffer first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderBytes {
+    buf: [u8; 10],
+    len: u8,
+}
+
+impl HeaderBytes {
+    /// The header's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..usize::from(self.len)).unwrap_or_default()
+    }
+}
+
+/// The unmasked header of a final frame with `opcode` and a payload of
+/// `payload_len` bytes (shortest length encoding).
+pub fn server_header(opcode: OpCode, payload_len: usize) -> HeaderBytes {
+    let mut buf = [0u8; 10];
+    buf[0] = 0x80 | opcode.bits();
+    let len = if payload_len < 126 {
+        buf[1] = payload_len as u8;
+        2
+    } else if let Ok(medium) = u16::try_from(payload_len) {
+        buf[1] = 126;
+        buf[2..4].copy_from_slice(&medium.to_be_bytes());
+        4
+    } else {
+        buf[1] = 127;
+        // A slice's length is at most isize::MAX: the top bit is clear.
+        let long = u64::try_from(payload_len).unwrap_or(u64::MAX >> 1);
+        buf[2..10].copy_from_slice(&long.to_be_bytes());
+        10
+    };
+    HeaderBytes { buf, len }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +193,16 @@ mod tests {
         let reason = format!("a{}", "€".repeat(50)); // boundary falls mid-char
         encode_close(1001, &reason, &mut out);
         assert_eq!(out.len(), 2 + 2 + 121);
+    }
+
+    #[test]
+    fn server_header_matches_encode_header() {
+        for len in [0usize, 1, 125, 126, 127, 65_535, 65_536, 1 << 24] {
+            for op in [OpCode::Text, OpCode::Binary, OpCode::Ping, OpCode::Close] {
+                let mut want = Vec::new();
+                encode_header(true, op, len, None, &mut want);
+                assert_eq!(server_header(op, len).as_bytes(), &want[..], "{op:?} {len}");
+            }
+        }
     }
 }

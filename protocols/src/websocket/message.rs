@@ -64,6 +64,11 @@ pub const DEFAULT_MAX_MESSAGE: usize = 1 << 20;
 /// memory.
 pub const RETAINED_BUFFER: usize = 64 * 1024;
 
+/// Most payload capacity reserved from a frame's announced length before its
+/// bytes arrive: a reactor read brings at most 64 KiB, so reserving more
+/// would only let a peer make us allocate memory it never fills.
+pub const MAX_UPFRONT_RESERVE: usize = 64 * 1024;
+
 /// How a [`MessageDecoder`] is set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecoderConfig {
@@ -450,9 +455,11 @@ impl MessageDecoder {
             self.control_len = end;
         } else {
             if frame.offset == 0 {
-                // Announced and within the limit: one allocation per frame
-                // instead of repeated doubling.
-                self.data.reserve(frame.remaining);
+                // One allocation per frame instead of repeated doubling, but
+                // only up to what a read can bring: a header alone must not
+                // make us allocate the whole announced length (a client
+                // announcing 1 MiB and sending 1 byte would cost 1 MiB).
+                self.data.reserve(frame.remaining.min(MAX_UPFRONT_RESERVE));
             }
             let start = self.data.len();
             match frame.mask {

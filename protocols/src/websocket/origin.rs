@@ -112,6 +112,22 @@ impl OriginPolicy {
     }
 }
 
+/// Whether a browser's `Origin` names the host the request was sent to (its
+/// `Host` header): a page served by this very listener. Scheme-default
+/// ports count as equal (`http://h` and `Host: h:80`); the Host must be a
+/// bare `host[:port]`.
+pub fn is_same_origin(origin: &str, host: &str) -> bool {
+    let Some(origin) = Origin::parse(origin) else {
+        return false;
+    };
+    // Host headers never hold these; refusing them keeps `url` from reading
+    // a path, credentials or a second authority into the value.
+    if host.is_empty() || host.contains(['/', '\\', '@', '?', '#']) {
+        return false;
+    }
+    Origin::parse(&format!("{}://{host}", origin.scheme)).is_some_and(|target| target == origin)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +188,19 @@ mod tests {
             );
         }
         assert!(OriginPolicy::new(["https://a.example/"]).is_ok());
+    }
+
+    #[test]
+    fn same_origin_matches_host_and_port() {
+        assert!(is_same_origin("http://127.0.0.1:8443", "127.0.0.1:8443"));
+        assert!(is_same_origin("https://Example.com", "example.COM:443"));
+        assert!(is_same_origin("http://example.com", "example.com"));
+        assert!(is_same_origin("http://[::1]:9000", "[::1]:9000"));
+        assert!(!is_same_origin("http://example.com", "example.com:8080"));
+        assert!(!is_same_origin("http://evil.example", "example.com"));
+        assert!(!is_same_origin("http://example.com", "example.com/x"));
+        assert!(!is_same_origin("http://example.com", "evil@example.com"));
+        assert!(!is_same_origin("http://example.com", ""));
+        assert!(!is_same_origin("null", "example.com"));
     }
 }
