@@ -126,8 +126,8 @@ impl Cgi {
     /// (then nothing is a script).
     pub fn with_dir(root: impl AsRef<Path>, cgi_dir: &str) -> Result<Self, GeminiConfigError> {
         let root = root.as_ref();
-        let dir =
-            cgi_dir_segments(cgi_dir).ok_or_else(|| GeminiConfigError::BadCgiDir(cgi_dir.into()))?;
+        let dir = cgi_dir_segments(cgi_dir)
+            .ok_or_else(|| GeminiConfigError::BadCgiDir(cgi_dir.into()))?;
         let root = std::fs::canonicalize(root).map_err(|error| GeminiConfigError::Root {
             path: root.to_path_buf(),
             error,
@@ -252,7 +252,10 @@ mod tests {
         );
         let get = |k: &str| env.iter().find(|(n, _)| *n == k).unwrap().1.clone();
         assert_eq!(get("GATEWAY_INTERFACE"), "GCI/1.1");
-        assert_eq!(get("GEMINI_URL"), "gemini://example.org/cgi-bin/env/x?a%20b");
+        assert_eq!(
+            get("GEMINI_URL"),
+            "gemini://example.org/cgi-bin/env/x?a%20b"
+        );
         assert_eq!(get("QUERY_STRING"), "a%20b");
         assert_eq!(get("SERVER_PORT"), "1965");
         assert_eq!(get("REMOTE_ADDR"), "192.0.2.1");

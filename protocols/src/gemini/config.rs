@@ -301,7 +301,10 @@ mod tests {
     fn validate_refuses_bad_values() {
         let mut c = GeminiConfig::default();
         c.vhosts.clear();
-        assert!(matches!(c.validate(), Err(GeminiConfigError::NoVirtualHost)));
+        assert!(matches!(
+            c.validate(),
+            Err(GeminiConfigError::NoVirtualHost)
+        ));
 
         let mut c = GeminiConfig::default();
         c.vhosts[0].hostnames = vec!["bad host".into()];
@@ -312,7 +315,10 @@ mod tests {
 
         let mut c = GeminiConfig::default();
         c.vhosts[0].index_file = "../x".into();
-        assert!(matches!(c.validate(), Err(GeminiConfigError::BadIndexFile(_))));
+        assert!(matches!(
+            c.validate(),
+            Err(GeminiConfigError::BadIndexFile(_))
+        ));
 
         let mut c = GeminiConfig::default();
         c.vhosts[0].cgi_dir = Some("../cgi".into());
@@ -322,9 +328,14 @@ mod tests {
         c.vhosts[0].default_lang = Some("en\r\n20 x".into());
         assert!(matches!(c.validate(), Err(GeminiConfigError::BadLang(_))));
 
-        let mut c = GeminiConfig::default();
-        c.chunk_size = 0;
-        assert!(matches!(c.validate(), Err(GeminiConfigError::ZeroChunkSize)));
+        let c = GeminiConfig {
+            chunk_size: 0,
+            ..GeminiConfig::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(GeminiConfigError::ZeroChunkSize)
+        ));
     }
 
     #[test]

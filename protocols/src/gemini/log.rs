@@ -134,7 +134,10 @@ mod tests {
         assert!(escaped.bytes().all(|b| (0x20..0x7F).contains(&b)));
         assert!(!escaped.contains('"'));
         // Every backslash starts an escape, so the text reads back exactly.
-        assert_eq!(escaped.matches("\\x").count(), escaped.matches('\\').count());
+        assert_eq!(
+            escaped.matches("\\x").count(),
+            escaped.matches('\\').count()
+        );
     }
 
     #[test]

@@ -112,8 +112,8 @@ pub use capsule::EmbeddedCapsule;
 pub use cgi::{cgi_env, Cgi};
 pub use config::{
     GeminiConfig, GeminiConfigError, Root, VirtualHost, DEFAULT_CGI_DIR, DEFAULT_CGI_TIMEOUT,
-    DEFAULT_CHUNK_SIZE, DEFAULT_HOSTNAME, DEFAULT_INDEX_FILE, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_ROOT, DEFAULT_SEND_TIMEOUT,
+    DEFAULT_CHUNK_SIZE, DEFAULT_HOSTNAME, DEFAULT_INDEX_FILE, DEFAULT_PORT,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_ROOT, DEFAULT_SEND_TIMEOUT,
 };
 pub use log::escape_for_log;
 pub use protocol::{default_handler, GeminiConnection, GeminiFactory};

@@ -313,10 +313,7 @@ impl GeminiConnection {
     /// A request line that cannot be valid: answer and close (or linger when
     /// the rest of it may still be arriving).
     fn refuse_request(&mut self, t: &mut Transport<'_>, error: RequestError, cut_short: bool) {
-        log::debug!(
-            "gemini: bad request from {}: {error}",
-            self.peer_display()
-        );
+        log::debug!("gemini: bad request from {}: {error}", self.peer_display());
         self.cancel_deadline(t);
         self.send_header(t, error.status(), error.reason());
         if cut_short {
@@ -341,7 +338,11 @@ impl GeminiConnection {
             return;
         }
         let shared = self.shared.clone();
-        let Some(vhost) = shared.vhosts.iter().find(|v| v.policy.matches(request.host())) else {
+        let Some(vhost) = shared
+            .vhosts
+            .iter()
+            .find(|v| v.policy.matches(request.host()))
+        else {
             let reason = if request.host().is_ip() {
                 super::host::HostRefusal::IpLiteral
             } else {
@@ -538,8 +539,7 @@ impl Protocol for GeminiConnection {
             parse_request(data)
         } else {
             let room = limit.saturating_sub(self.buf.len());
-            self.buf
-                .extend_from_slice(data.get(..room).unwrap_or(data));
+            self.buf.extend_from_slice(data.get(..room).unwrap_or(data));
             parse_request(&self.buf)
         };
         match parsed {

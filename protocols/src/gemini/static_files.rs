@@ -340,10 +340,7 @@ fn listing(dir: &Path, safe: &SafePath) -> io::Result<String> {
         out.push('\n');
     }
     if truncated {
-        let _ = writeln!(
-            out,
-            "\n(listing cut at {MAX_LISTING_ENTRIES} entries)"
-        );
+        let _ = writeln!(out, "\n(listing cut at {MAX_LISTING_ENTRIES} entries)");
     }
     Ok(out)
 }
@@ -369,7 +366,10 @@ mod tests {
             with_lang(Cow::Borrowed("text/gemini"), Some("fr")),
             "text/gemini; lang=fr"
         );
-        assert_eq!(with_lang(Cow::Borrowed("text/plain"), Some("fr")), "text/plain");
+        assert_eq!(
+            with_lang(Cow::Borrowed("text/plain"), Some("fr")),
+            "text/plain"
+        );
         assert_eq!(with_lang(Cow::Borrowed("text/gemini"), None), "text/gemini");
     }
 
