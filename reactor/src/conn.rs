@@ -15,13 +15,14 @@ use crate::tls::TlsSession;
 pub(crate) struct TlsConn {
     pub session: TlsSession,
     /// Ciphertext read from the socket but not yet fed to the session,
-    /// because the protocol paused reading while rustls still held
+    /// because the protocol paused reading while the session still held
     /// plaintext. Bounded by one read buffer (we stop reading the socket
-    /// while paused); empty (no allocation) otherwise.
+    /// while paused); empty (no allocation) otherwise. An incomplete
+    /// record is the session's to keep, not this backlog's.
     pub backlog: Vec<u8>,
 }
 
-/// Lets rustls write ciphertext straight to the socket.
+/// Lets the TLS session write its ciphertext straight to the socket.
 pub(crate) struct StreamIo<'a>(pub &'a Stream);
 
 impl Write for StreamIo<'_> {
@@ -148,6 +149,9 @@ pub(crate) struct Conn {
     pub tls: Option<Box<TlsConn>>,
     /// The connect-timeout or close-linger timer, whichever applies now.
     pub aux_timer: Option<TimerId>,
+    /// Set while an accepted connection waits for its PROXY protocol
+    /// header (then `protocol` is `None` and no gate has decided yet).
+    pub proxy: Option<Box<crate::proxy_stage::ProxyStage>>,
     pub gen: u32,
     /// Index of the accepting listener, or `timers::NIL` for outbound.
     pub listener: u32,
@@ -163,7 +167,8 @@ impl Conn {
     }
 
     /// Output not yet taken by the socket: queued plaintext, and for TLS
-    /// what rustls holds (plaintext and ciphertext).
+    /// what the session holds (unsent ciphertext, and plaintext written
+    /// during the handshake).
     pub fn unsent(&self) -> usize {
         let tls = self.tls.as_ref().map_or(0, |t| t.session.pending_len());
         self.out.len().saturating_sub(self.out_sent) + tls

@@ -71,6 +71,17 @@ pub(crate) enum Pending {
     Failed(u32, u32),
 }
 
+/// A connection the gate let through, ready to start (see
+/// `Core::gate_and_build`).
+pub(crate) struct Admitted {
+    /// Its protocol, until installed in the connection.
+    pub protocol: Option<Box<dyn Protocol>>,
+    /// Its TLS layer, for TLS listeners.
+    pub tls: Option<Box<TlsConn>>,
+    /// A gate admitted it: `released` is owed when it closes.
+    pub gated: bool,
+}
+
 /// Everything a reactor owns except the event list.
 pub(crate) struct Core {
     pub poller: Arc<Poller>,
@@ -534,12 +545,12 @@ impl Core {
         if self.conn(key, gen).is_some_and(|c| c.tls.is_some()) {
             // Deliver what rustls and the backlog hold before reading more
             // (after a pause, this is where delivery resumes).
-            let backlog = self
+            let mut backlog = self
                 .conn_mut(key, gen)
                 .and_then(|c| c.tls.as_mut())
                 .map(|t| std::mem::take(&mut t.backlog))
                 .unwrap_or_default();
-            self.tls_input(key, gen, &backlog);
+            self.tls_input(key, gen, &mut backlog);
             if self
                 .conn(key, gen)
                 .and_then(|c| c.tls.as_ref())
@@ -558,14 +569,23 @@ impl Core {
                 return;
             }
             let listener = conn.listener;
+            let staged = conn.proxy.is_some();
             let mut buf = self.take_read_buf();
-            let result = match self.conns.get(key as usize) {
-                Some(c) => c.stream.read(&mut buf),
-                None => Ok(0),
+            // Before its PROXY header is complete, a connection reads no
+            // more than the header's bound allows.
+            let conn = self.conns.get(key as usize);
+            let stage = conn.and_then(|c| c.proxy.as_ref());
+            let want = stage.map_or(buf.len(), |p| p.read_limit(buf.len()));
+            let result = match (conn, buf.get_mut(..want)) {
+                (Some(c), Some(into)) => c.stream.read(into),
+                _ => Ok(0),
             };
             match result {
                 Ok(0) => {
                     self.read_buf = buf;
+                    if staged {
+                        return self.proxy_eof(key, gen);
+                    }
                     let handshaking = self.conn(key, gen).is_some_and(|c| c.handshaking());
                     if handshaking {
                         // A peer that hangs up mid-handshake: a failed
@@ -584,9 +604,16 @@ impl Core {
                 }
                 Ok(n) => {
                     self.stats_mut(listener).bytes_in += n as u64;
-                    let full = n == buf.len();
+                    let full = n == want;
+                    // Behind a proxy the header comes first; what follows
+                    // it (if the connection is admitted) is the protocol's.
+                    let start = match buf.get(..n) {
+                        Some(data) if staged => self.proxy_input(key, gen, data),
+                        _ => Some(0),
+                    };
                     let is_tls = self.conn(key, gen).is_some_and(|c| c.tls.is_some());
-                    if let Some(data) = buf.get_mut(..n) {
+                    let data = start.and_then(|start| buf.get_mut(start..n));
+                    if let Some(data) = data.filter(|d| !d.is_empty()) {
                         if is_tls {
                             self.tls_input(key, gen, data);
                         } else {
@@ -621,15 +648,16 @@ impl Core {
 
     /// Feeds ciphertext to a connection's TLS session and delivers the
     /// plaintext, in order, until the protocol pauses; ciphertext left over
-    /// then is kept in the session's backlog.
-    fn tls_input(&mut self, key: u32, gen: u32, data: &[u8]) {
+    /// then is kept in the session's backlog. The session decrypts records
+    /// in place, overwriting `data` (the shared read buffer or the backlog).
+    fn tls_input(&mut self, key: u32, gen: u32, data: &mut [u8]) {
         let mut off = 0;
         let mut stalled = 0;
         loop {
             if !self.tls_deliver(key, gen) {
                 break; // paused, closing or gone
             }
-            let Some(rest) = data.get(off..).filter(|r| !r.is_empty()) else {
+            let Some(rest) = data.get_mut(off..).filter(|r| !r.is_empty()) else {
                 break;
             };
             let Some(tc) = self.conn_mut(key, gen).and_then(|c| c.tls.as_mut()) else {
@@ -643,8 +671,9 @@ impl Core {
             if tc.session.take_handshake_completed() {
                 self.handshake_done(key, gen);
             }
-            // rustls takes nothing only while its plaintext buffer is full,
-            // which delivery empties: twice in a row means something else.
+            // The session takes nothing only while a record's plaintext
+            // waits, which delivery empties: twice in a row means something
+            // else.
             stalled = if used == 0 { stalled + 1 } else { 0 };
             if stalled > 1 {
                 break;
@@ -802,6 +831,7 @@ impl Core {
             if !l.wants_accept() {
                 return;
             }
+            let proxied = l.proxy.is_some();
             let accepted = match &l.socket {
                 ListenSocket::Tcp(s) => sys::accept_tcp(s)
                     .map(|(s, a)| (Stream::Tcp(s), PeerAddr::Tcp(canonical_peer(a)))),
@@ -810,6 +840,8 @@ impl Core {
                 }
             };
             match accepted {
+                // Behind a proxy the gate waits for the header's address.
+                Ok((stream, peer)) if proxied => self.accept_proxied(index, stream, peer),
                 Ok((stream, peer)) => self.admit(index, stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if sys::is_transient_accept_error(&e) => continue,
@@ -842,10 +874,36 @@ impl Core {
         self.arm_listener(index);
     }
 
-    fn admit(&mut self, index: u32, stream: Stream, peer: PeerAddr) {
-        let Some(Some(l)) = self.listeners.get_mut(index as usize) else {
+    /// A connection accepted on a listener without PROXY protocol: the
+    /// gate decides on the socket's peer before anything is read.
+    pub(crate) fn admit(&mut self, index: u32, stream: Stream, peer: PeerAddr) {
+        let Some(mut admitted) = self.gate_and_build(index, peer) else {
+            return; // `stream` drops: closed at once, nothing read
+        };
+        if let Stream::Tcp(s) = &stream {
+            // Replies are usually written whole; Nagle would only delay them.
+            let _ = s.set_nodelay(true);
+        }
+        if let Some(Some(l)) = self.listeners.get_mut(index as usize) {
+            l.stats.active += 1;
+        }
+        let protocol = admitted.protocol.take();
+        let Some((key, gen)) = self.insert_conn(stream, protocol, peer, index, flag::READ_ARMED)
+        else {
+            // Not served after all: give the gate its slot back.
+            if admitted.gated {
+                self.release_gate(index, &peer);
+            }
             return;
         };
+        self.start_admitted(key, gen, admitted);
+    }
+
+    /// Asks listener `index`'s gate about `peer` and, unless it is refused
+    /// at once (counted), starts its TLS session and builds its protocol
+    /// (counted as accepted). `None`: the connection must be closed.
+    pub(crate) fn gate_and_build(&mut self, index: u32, peer: PeerAddr) -> Option<Admitted> {
+        let l = self.listeners.get_mut(index as usize)?.as_mut()?;
         let verdict = match l.gate.as_mut() {
             Some(g) => g.admit(&peer),
             None => Verdict::Admit,
@@ -855,17 +913,14 @@ impl Core {
             Verdict::Drop => {
                 l.stats.refused += 1;
                 log::debug!("gate dropped {peer}");
-                return; // `stream` drops: closed at once, nothing read
+                return None;
             }
             Verdict::Refuse { retry_after } => {
                 l.stats.refused_with_reply += 1;
                 Some(retry_after)
             }
         };
-        if let Stream::Tcp(s) = &stream {
-            // Replies are usually written whole; Nagle would only delay them.
-            let _ = s.set_nodelay(true);
-        }
+        let gated = l.gate.is_some();
         let tls = match l.tls.as_ref().map(TlsSession::server) {
             None => None,
             Some(Ok(session)) => Some(Box::new(TlsConn {
@@ -875,7 +930,10 @@ impl Core {
             Some(Err(e)) => {
                 l.stats.tls_failures += 1;
                 log::warn!("cannot start TLS for {peer}: {e}");
-                return;
+                if let Some(g) = l.gate.as_mut() {
+                    g.released(&peer);
+                }
+                return None;
             }
         };
         let info = PeerInfo {
@@ -885,23 +943,31 @@ impl Core {
             tls: tls.is_some(),
         };
         let protocol = l.factory.build(&info);
-        let gated = l.gate.is_some();
         l.stats.accepted += 1;
-        l.stats.active += 1;
-        let Some((key, gen)) = self.insert_conn(stream, protocol, peer, index, flag::READ_ARMED)
-        else {
-            // Not served after all: give the gate its slot back.
-            if let Some(Some(l)) = self.listeners.get_mut(index as usize) {
-                if let Some(g) = l.gate.as_mut() {
-                    g.released(&peer);
-                }
-            }
+        Some(Admitted {
+            protocol: Some(protocol),
+            tls,
+            gated,
+        })
+    }
+
+    /// Starts a registered connection that its gate admitted: installs its
+    /// protocol (if not installed yet) and TLS layer, then either starts
+    /// the handshake deadline or calls `connection_made`.
+    pub(crate) fn start_admitted(&mut self, key: u32, gen: u32, admitted: Admitted) {
+        let Admitted {
+            protocol,
+            tls,
+            gated,
+        } = admitted;
+        let Some(c) = self.conn_mut(key, gen) else {
             return;
         };
+        if let Some(p) = protocol {
+            c.protocol = Some(p);
+        }
         if gated {
-            if let Some(c) = self.conn_mut(key, gen) {
-                c.flags |= flag::GATED;
-            }
+            c.flags |= flag::GATED;
         }
         if tls.is_some() {
             let at = self.now + self.config.handshake_timeout;
@@ -918,13 +984,23 @@ impl Core {
         self.call(key, gen, |p, t| p.connection_made(t));
     }
 
+    /// Gives a gate back the slot of a connection it admitted that was not
+    /// served after all.
+    fn release_gate(&mut self, index: u32, peer: &PeerAddr) {
+        if let Some(Some(l)) = self.listeners.get_mut(index as usize) {
+            if let Some(g) = l.gate.as_mut() {
+                g.released(peer);
+            }
+        }
+    }
+
     /// Adds a connection and registers it (edge-triggered) with `flags`
     /// describing the initial interest. On failure the connection's stats
     /// are unwound and `None` returned.
     pub fn insert_conn(
         &mut self,
         stream: Stream,
-        protocol: Box<dyn Protocol>,
+        protocol: impl Into<Option<Box<dyn Protocol>>>,
         peer: PeerAddr,
         listener: u32,
         flags: u16,
@@ -953,12 +1029,13 @@ impl Core {
         }
         entry.insert(Conn {
             stream,
-            protocol: Some(protocol),
+            protocol: protocol.into(),
             out: Vec::new(),
             out_sent: 0,
             peer,
             error: None,
             aux_timer: None,
+            proxy: None,
             tls: None,
             gen,
             listener,
@@ -1388,6 +1465,7 @@ impl Core {
                         self.finalize(owner, Disconnect::HandshakeTimedOut);
                     }
                 }
+                TimerKind::ProxyDeadline => self.proxy_timed_out(owner, owner_gen),
                 TimerKind::CloseLinger => {
                     let unsent = self.conn(owner, owner_gen).map(|c| c.unsent());
                     if let Some(unsent) = unsent {

@@ -6,7 +6,9 @@
 //!
 //! - **Listeners**: TCP (IPv4, IPv6, dual-stack `[::]`), Unix sockets, many
 //!   per reactor, each with its own [`Factory`] and optional accept-time
-//!   [`Gate`]; port 0 with [`Reactor::local_addr`].
+//!   [`Gate`]; port 0 with [`Reactor::local_addr`]; behind a load
+//!   balancer, the PROXY protocol ([`ProxyOptions`]): the header names the
+//!   client the gate and the protocol see.
 //! - **Transports**: [`Transport::write`] (queued, with high/low water marks
 //!   and [`Protocol::write_drained`]), [`Transport::close`] (flush, then
 //!   close), [`Transport::abort`], half-close, pause/resume reading,
@@ -44,18 +46,27 @@
 //! # How the loop works
 //!
 //! Readiness comes from [`polling`] (epoll on Linux). Connection sockets are
-//! registered edge-triggered: the loop reads until a short read or
-//! `WouldBlock` (at most a few buffers per wakeup, for fairness), and arms
-//! writable interest only while output is queued, so an idle connection
-//! costs no wakeups and a busy one no `epoll_ctl` per message. Listeners,
-//! child pipes and the signal pipe are oneshot and re-armed after each
-//! event. All connections share one read buffer; a connection owns a write
-//! buffer only while the socket has not taken all of its output.
+//! registered **level-triggered**, with read interest only while the
+//! protocol wants data and write interest only while output is queued, so
+//! an idle connection costs no wakeups. A read shorter than the buffer
+//! means the socket is drained: the loop moves on, and anything that
+//! arrives later (more data, the FIN) is reported by the next wait — two
+//! system calls per echoed message, no `read` ending in `EAGAIN`.
+//! (Edge-triggered with that shortcut loses a FIN that arrives with data,
+//! and `polling` does not expose `EPOLLRDHUP` to tell.) Level mode reports
+//! `EPOLLPRI` too; TCP urgent data cannot spin the loop because Linux
+//! clears the urgent mark once a read passes it and read interest is off
+//! whenever the loop would not read — the `pitfalls` tests measure it.
+//! HUP and ERR end the connection unless a read is about to make progress.
+//! Listeners, child pipes and the signal pipe are oneshot and re-armed
+//! after each event. All connections share one read buffer; a connection
+//! owns a write buffer only while the socket has not taken all of its
+//! output, and output written during one callback is sent with one `write`.
 //!
 //! # Memory per connection
 //!
 //! The reactor keeps one `Conn` record per connection
-//! (`size_of` is printed by the `conn_size` test: 136 bytes on x86-64) plus
+//! (`size_of` is printed by the `conn_size` test: 144 bytes on x86-64) plus
 //! the protocol's own state; queued output only while it is queued. With
 //! 10,000 idle echo connections the process grows by well under 0.5 KiB per
 //! connection (see BENCHMARKS.md).
@@ -74,6 +85,7 @@ mod ids;
 mod listener;
 mod protocol;
 pub mod proxy;
+mod proxy_stage;
 mod reactor;
 mod signals;
 mod stats;
@@ -92,6 +104,7 @@ pub use error::ReactorError;
 pub use ids::{ChildId, ChildStream, ConnId, ListenerId, TimerId};
 pub use listener::ListenOptions;
 pub use protocol::{Disconnect, Factory, Gate, PeerInfo, Protocol, Verdict};
+pub use proxy_stage::{ProxyOptions, DEFAULT_PROXY_DEADLINE};
 pub use reactor::{Reactor, ReactorHandle};
 pub use stats::ListenerStats;
 pub use transport::{Context, Transport};

@@ -30,6 +30,11 @@ pub struct ListenOptions {
     /// Serve TLS: every accepted connection does a handshake first (with
     /// the reactor's handshake timeout), and its protocol sees plaintext.
     pub tls: Option<crate::tls::ServerTlsConfig>,
+    /// Expect a PROXY protocol header (v1 or v2) on every connection, only
+    /// from the listed proxies: the gate, the protocol and the logs then
+    /// see the client the header names. A connection without a valid
+    /// header within the deadline is closed.
+    pub proxy: Option<crate::proxy_stage::ProxyOptions>,
 }
 
 impl Default for ListenOptions {
@@ -40,6 +45,7 @@ impl Default for ListenOptions {
             gate: None,
             start_paused: false,
             tls: None,
+            proxy: None,
         }
     }
 }
@@ -52,6 +58,7 @@ impl std::fmt::Debug for ListenOptions {
             .field("gate", &self.gate.is_some())
             .field("start_paused", &self.start_paused)
             .field("tls", &self.tls.is_some())
+            .field("proxy", &self.proxy)
             .finish()
     }
 }
@@ -91,6 +98,8 @@ pub(crate) struct Listener {
     pub unlink_on_close: bool,
     /// TLS settings, for TLS listeners.
     pub tls: Option<crate::tls::ServerTlsConfig>,
+    /// PROXY protocol settings, when connections arrive through a proxy.
+    pub proxy: Option<crate::proxy_stage::ProxyOptions>,
 }
 
 impl Listener {

@@ -185,7 +185,9 @@ pub struct PeerInfo {
 /// is single-threaded, so no locks are needed.
 pub trait Factory {
     /// Returns the protocol for a newly accepted connection. Called before
-    /// any byte is read from it.
+    /// any of the protocol's bytes is read (on a PROXY protocol listener,
+    /// once the header has named the client; see
+    /// [`ListenOptions::proxy`](crate::ListenOptions::proxy)).
     fn build(&mut self, peer: &PeerInfo) -> Box<dyn Protocol>;
 }
 
@@ -215,7 +217,9 @@ pub enum Verdict {
 }
 
 /// Decides at accept time, before any byte is read, whether a connection is
-/// served: the hook for rate limits and connection caps.
+/// served: the hook for rate limits and connection caps. On a PROXY
+/// protocol listener the decision waits for the header, and `peer` is the
+/// client it names (no TLS work or protocol happens before it either).
 ///
 /// `admit` is called once per accepted socket; for every admitted connection
 /// (`Admit` or `Refuse`) `released` is called exactly once when it closes, so

@@ -125,6 +125,11 @@ impl Reactor {
         listener
             .set_nonblocking(true)
             .map_err(ReactorError::Register)?;
+        // std binds with a backlog of 128; listen() again applies ours (it
+        // may be called on a listening socket to change the backlog).
+        socket2::SockRef::from(&listener)
+            .listen(options.backlog)
+            .map_err(ReactorError::Register)?;
         self.add_listener(
             ListenSocket::Tcp(listener),
             Address::Tcp(local),
@@ -192,6 +197,7 @@ impl Reactor {
             armed,
             unlink_on_close,
             tls,
+            proxy: options.proxy,
         }));
         Ok(ListenerId(index))
     }

@@ -30,4 +30,8 @@ pub struct ListenerStats {
     /// TLS handshakes that failed or timed out (garbage instead of a
     /// ClientHello, no shared version, a stalled peer...).
     pub tls_failures: u64,
+    /// Connections closed in the PROXY protocol stage: from an address not
+    /// allowed to send headers, without a header, with a bad one, or
+    /// without a complete one before the deadline.
+    pub proxy_failures: u64,
 }

@@ -29,6 +29,8 @@ pub(crate) enum TimerKind {
     CloseLinger,
     /// Fails an accepted TLS connection still handshaking.
     Handshake,
+    /// Closes a connection still waiting for its PROXY protocol header.
+    ProxyDeadline,
     /// Runs a reactor-wide callback. `None` while the callback is running.
     Global(Option<TimerCallback>),
     /// Resumes a listener paused after `EMFILE`.

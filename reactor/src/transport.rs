@@ -519,7 +519,7 @@ fn write_conn(core: &mut Core, key: u32, gen: u32, data: &[u8]) -> bool {
         return false;
     }
     let queued = if let Some(tc) = conn.tls.as_mut() {
-        // rustls encrypts into its own buffer, counted by `unsent`.
+        // The session encrypts into its own output, counted by `unsent`.
         tc.session.write_plaintext(data);
         let q = conn.unsent();
         core.mark_dirty(key, gen);

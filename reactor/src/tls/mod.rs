@@ -18,7 +18,8 @@
 //!    ([`TlsSession::has_pending_ciphertext`] is true): arm write interest.
 //!    Start the handshake deadline timer ([`HANDSHAKE_TIMEOUT`]).
 //! 2. **Readable**: read from the socket into the shared buffer until
-//!    `WouldBlock` (edge-triggered). For each chunk `data`:
+//!    `WouldBlock` (edge-triggered). For each chunk `data` (a `&mut [u8]`:
+//!    records are decrypted in place, overwriting the bytes consumed):
 //!
 //!    ```text
 //!    let mut rest = data;
@@ -27,7 +28,7 @@
 //!            Ok(n) => n,
 //!            Err(e) => { /* step 5 */ }
 //!        };
-//!        rest = &rest[used..];
+//!        rest = &mut rest[used..];
 //!        if session.take_handshake_completed() {
 //!            cancel deadline; info = session.info(); protocol.connection_made(..)
 //!        }
@@ -40,9 +41,15 @@
 //!    }
 //!    ```
 //!
-//!    `feed_ciphertext` stops early (returns less than `rest.len()`) only when
-//!    rustls's received-plaintext buffer is full; draining it makes room. It
-//!    returns 0 forever after `close_notify`: bytes after it are ignored.
+//!    `feed_ciphertext` stops early (returns less than `rest.len()`) after
+//!    each record that carried plaintext, and takes nothing while that
+//!    plaintext waits: draining it lets it go on. Stopping there is what
+//!    lets the protocol pause reading between records; the caller keeps the
+//!    rest (the reactor's backlog) until it resumes. An incomplete record at
+//!    the end of `rest` is copied into the session (the only per-connection
+//!    input buffer, held only until the record completes) and counts as
+//!    consumed. It returns `rest.len()` after `close_notify`: bytes after it
+//!    are ignored.
 //!    A socket read of 0 bytes (TCP EOF) is *not* fed: call
 //!    [`TlsSession::peer_closed`] to tell a clean close (close_notify seen)
 //!    from a truncation, then close.
@@ -61,6 +68,8 @@
 //!    debug and count `tls_failures` when [`TlsError::is_handshake_failure`].
 //! 6. **Close**: [`TlsSession::send_close_notify`], flush with
 //!    `write_ciphertext` (bounded by a deadline), then close the socket.
+//!    Before the handshake has completed there is no session to close:
+//!    `send_close_notify` does nothing then.
 //!
 //! [`TlsSession::info`] is valid once the handshake is complete; it parses the
 //! peer certificate and checks it against the CA, so call it once and keep the
@@ -68,6 +77,7 @@
 
 pub mod certs;
 pub mod client_auth;
+pub mod client_hello;
 pub mod config;
 pub mod error;
 pub mod info;

@@ -23,12 +23,13 @@ fn transfer_chunked(
 ) -> Result<usize, TlsError> {
     let mut wire = Vec::new();
     from.write_ciphertext(&mut wire).unwrap();
+    let len = wire.len();
     let mut scratch = [0u8; 4096];
-    for piece in wire.chunks(chunk) {
+    for piece in wire.chunks_mut(chunk) {
         let mut rest = piece;
         loop {
             let used = to.feed_ciphertext(rest)?;
-            rest = &rest[used..];
+            rest = &mut rest[used..];
             loop {
                 let n = to.read_plaintext(&mut scratch);
                 if n == 0 {
@@ -41,7 +42,7 @@ fn transfer_chunked(
             }
         }
     }
-    Ok(wire.len())
+    Ok(len)
 }
 
 fn transfer(
@@ -263,7 +264,7 @@ fn garbage_instead_of_client_hello_is_an_error_not_a_panic() {
     ];
     for input in inputs {
         let mut s = TlsSession::server(&server_cfg).unwrap();
-        match s.feed_ciphertext(input) {
+        match s.feed_ciphertext(&mut input.to_vec()) {
             Err(e) => {
                 assert!(e.is_handshake_failure(), "{e}");
                 assert!(!e.is_local());
@@ -290,7 +291,7 @@ fn garbage_instead_of_client_hello_is_an_error_not_a_panic() {
             *b = x as u8;
         }
         let mut s = TlsSession::server(&server_cfg).unwrap();
-        let _ = s.feed_ciphertext(&bytes);
+        let _ = s.feed_ciphertext(&mut bytes);
         let _ = s.write_ciphertext(&mut Vec::new());
     }
 }
@@ -331,12 +332,12 @@ fn large_feed_stops_when_plaintext_is_full_and_resumes() {
     let mut wire = Vec::new();
     c.write_ciphertext(&mut wire).unwrap();
     // Not draining: the session stops once rustls's plaintext buffer is full.
-    let first = s.feed_ciphertext(&wire).unwrap();
+    let first = s.feed_ciphertext(&mut wire).unwrap();
     assert!(first < wire.len());
-    assert_eq!(s.feed_ciphertext(&wire[first..]).unwrap(), 0);
+    assert_eq!(s.feed_ciphertext(&mut wire[first..]).unwrap(), 0);
     let mut scratch = vec![0u8; 65536];
     let mut total = 0;
-    let mut rest = &wire[first..];
+    let mut rest = &mut wire[first..];
     loop {
         loop {
             let n = s.read_plaintext(&mut scratch);
@@ -349,7 +350,7 @@ fn large_feed_stops_when_plaintext_is_full_and_resumes() {
             break;
         }
         let used = s.feed_ciphertext(rest).unwrap();
-        rest = &rest[used..];
+        rest = &mut rest[used..];
     }
     assert_eq!(total, msg.len());
 }
@@ -432,7 +433,10 @@ fn close_notify_is_seen_by_the_peer() {
     assert_eq!(got, b"bye");
     assert!(c.peer_closed());
     // Bytes after close_notify are consumed and ignored.
-    assert_eq!(c.feed_ciphertext(b"trailing junk").unwrap(), 13);
+    assert_eq!(
+        c.feed_ciphertext(&mut b"trailing junk".to_vec()).unwrap(),
+        13
+    );
 }
 
 #[test]
@@ -712,9 +716,305 @@ fn tls11_client_hello_is_refused_with_an_alert() {
     let mut record = vec![0x16, 0x03, 0x01, 0x00, hs.len() as u8];
     record.extend_from_slice(&hs);
     let mut s = TlsSession::server(&server_cfg).unwrap();
-    let err = s.feed_ciphertext(&record).unwrap_err();
+    let err = s.feed_ciphertext(&mut record).unwrap_err();
     assert!(err.is_handshake_failure(), "{err}");
     let mut out = Vec::new();
     s.write_ciphertext(&mut out).unwrap();
     assert_eq!(out.first(), Some(&0x15), "alert record queued: {out:?}");
+}
+
+// ----- the unbuffered paths: partial records, pauses, in-place input -----
+
+/// A handshaken pair over `versions`, with a fresh generated certificate.
+fn pair(versions: TlsVersions) -> (TlsSession, TlsSession) {
+    let (store, _) = generated_store("a.test");
+    let server_cfg = ServerTlsConfig::builder(store).build().unwrap();
+    let client_cfg = ClientTlsConfig::builder(ClientVerify::NoVerify)
+        .versions(versions)
+        .build()
+        .unwrap();
+    let mut c = TlsSession::client(&client_cfg, "a.test").unwrap();
+    let mut s = TlsSession::server(&server_cfg).unwrap();
+    handshake(&mut c, &mut s).unwrap();
+    assert!(s.take_handshake_completed() && c.take_handshake_completed());
+    (c, s)
+}
+
+const BOTH: [TlsVersions; 2] = [TlsVersions::Tls13Only, TlsVersions::Tls12Only];
+
+/// The ciphertext `from` has queued.
+fn wire_of(from: &mut TlsSession) -> Vec<u8> {
+    let mut wire = Vec::new();
+    from.write_ciphertext(&mut wire).unwrap();
+    wire
+}
+
+/// Feeds `data` as one read and drains all plaintext, as the reactor does.
+fn feed_all(to: &mut TlsSession, data: &mut [u8]) -> Result<Vec<u8>, TlsError> {
+    let mut got = Vec::new();
+    let mut scratch = vec![0u8; 65536];
+    let mut rest = data;
+    loop {
+        let used = to.feed_ciphertext(rest)?;
+        rest = &mut rest[used..];
+        loop {
+            let n = to.read_plaintext(&mut scratch);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&scratch[..n]);
+        }
+        if rest.is_empty() {
+            return Ok(got);
+        }
+    }
+}
+
+#[test]
+fn records_split_at_every_byte_deliver_the_same_plaintext() {
+    for versions in BOTH {
+        let (mut c, mut s) = pair(versions);
+        let mut cut = 0;
+        loop {
+            c.write_plaintext(b"first record");
+            c.write_plaintext(b"second");
+            let mut wire = wire_of(&mut c);
+            let (len, first) = (wire.len(), 5 + usize::from(wire[4]));
+            if cut > len {
+                break;
+            }
+            let (a, b) = wire.split_at_mut(cut);
+            let mut got = feed_all(&mut s, a).unwrap();
+            let want: &[u8] = match cut {
+                _ if cut < first => b"",
+                _ if cut < len => b"first record",
+                _ => b"first recordsecond",
+            };
+            assert_eq!(got, want, "{versions:?} {cut}");
+            // Only an incomplete record is held, and only until it completes.
+            let boundary = cut == 0 || cut == first || cut == len;
+            assert_eq!(s.held_capacity() > 0, !boundary, "{cut}");
+            cut += 1;
+            got.extend(feed_all(&mut s, b).unwrap());
+            assert_eq!(got, b"first recordsecond", "{versions:?} {cut}");
+            assert_eq!(s.held_capacity(), 0, "nothing held between records");
+        }
+    }
+}
+
+#[test]
+fn feed_stops_after_each_record_so_a_pause_falls_between_records() {
+    for versions in BOTH {
+        let (mut c, mut s) = pair(versions);
+        for m in [&b"one"[..], b"two", b"three"] {
+            c.write_plaintext(m);
+        }
+        let mut wire = wire_of(&mut c);
+        let mut scratch = [0u8; 100];
+        let mut rest = &mut wire[..];
+        let mut got = Vec::new();
+        for want in [&b"one"[..], b"two", b"three"] {
+            let used = s.feed_ciphertext(rest).unwrap();
+            assert!(used > 0);
+            // Paused: plaintext waits; the session takes nothing more.
+            assert_eq!(s.feed_ciphertext(&mut rest[used..]).unwrap(), 0);
+            rest = &mut rest[used..];
+            let n = s.read_plaintext(&mut scratch);
+            assert_eq!(&scratch[..n], want, "{versions:?}");
+            assert_eq!(s.read_plaintext(&mut scratch), 0);
+            got.push(n);
+        }
+        assert!(rest.is_empty(), "exactly three records");
+    }
+}
+
+#[test]
+fn record_bigger_than_each_read_is_assembled_once() {
+    for versions in BOTH {
+        let (mut c, mut s) = pair(versions);
+        let msg: Vec<u8> = (0..16_384u32).map(|i| (i % 251) as u8).collect();
+        c.write_plaintext(&msg);
+        let mut wire = wire_of(&mut c);
+        assert!(wire.len() > 16_384 && wire.len() < 16_500, "one record");
+        let mut got = Vec::new();
+        let n = wire.len();
+        for (i, piece) in wire.chunks_mut(1000).enumerate() {
+            let last = (i + 1) * 1000 >= n;
+            let part = feed_all(&mut s, piece).unwrap();
+            assert_eq!(part.is_empty(), !last, "plaintext only with the last piece");
+            got.extend(part);
+        }
+        assert_eq!(got, msg);
+        assert_eq!(s.held_capacity(), 0);
+        // A small reader gets it in pieces, in order.
+        c.write_plaintext(&msg);
+        let mut wire = wire_of(&mut c);
+        assert_eq!(s.feed_ciphertext(&mut wire).unwrap(), wire.len());
+        let mut small = [0u8; 1000];
+        let mut got = Vec::new();
+        loop {
+            let n = s.read_plaintext(&mut small);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&small[..n]);
+        }
+        assert_eq!(got, msg);
+        assert_eq!(s.held_capacity(), 0);
+    }
+}
+
+#[test]
+fn writing_while_a_record_waits_keeps_both_directions_in_order() {
+    // The protocol may write (from connection_made) while a record it has
+    // not read yet is waiting: the write must not lose or reorder it.
+    for versions in BOTH {
+        let (mut c, mut s) = pair(versions);
+        c.write_plaintext(b"request one");
+        c.write_plaintext(b"request two");
+        let mut wire = wire_of(&mut c);
+        let used = s.feed_ciphertext(&mut wire).unwrap();
+        assert!(used < wire.len());
+        assert_eq!(s.write_plaintext(b"greeting"), 8);
+        let mut got = feed_all(&mut s, &mut wire[used..]).unwrap();
+        let mut scratch = [0u8; 64];
+        let n = s.read_plaintext(&mut scratch);
+        got.extend_from_slice(&scratch[..n]);
+        assert_eq!(got, b"request onerequest two", "{versions:?}");
+        let mut back = wire_of(&mut s);
+        assert_eq!(feed_all(&mut c, &mut back).unwrap(), b"greeting");
+    }
+}
+
+#[test]
+fn close_notify_after_data_in_one_read() {
+    for versions in BOTH {
+        let (mut c, mut s) = pair(versions);
+        s.write_plaintext(b"20 text/gemini\r\nbye");
+        s.send_close_notify();
+        assert!(s.has_pending_ciphertext());
+        let mut wire = wire_of(&mut s);
+        wire.extend_from_slice(b"junk after close_notify");
+        let used = c.feed_ciphertext(&mut wire).unwrap();
+        assert!(used < wire.len(), "stops after the data record");
+        assert!(!c.peer_closed(), "data first");
+        let mut scratch = [0u8; 64];
+        let n = c.read_plaintext(&mut scratch);
+        assert_eq!(&scratch[..n], b"20 text/gemini\r\nbye");
+        let rest = wire.len() - used;
+        assert_eq!(c.feed_ciphertext(&mut wire[used..]).unwrap(), rest);
+        assert!(c.peer_closed(), "{versions:?}");
+        assert_eq!(c.read_plaintext(&mut scratch), 0);
+        // The client answers with its own close_notify; then both are done.
+        c.send_close_notify();
+        let mut back = wire_of(&mut c);
+        assert!(!back.is_empty());
+        assert_eq!(feed_all(&mut s, &mut back).unwrap(), b"");
+        assert!(s.peer_closed());
+        assert_eq!(s.held_capacity(), 0);
+    }
+}
+
+#[test]
+fn garbage_record_after_handshake_is_answered_with_an_alert() {
+    for versions in BOTH {
+        let (mut c, mut s) = pair(versions);
+        let mut bad = vec![0x17, 0x03, 0x03, 0x00, 0x20];
+        bad.extend_from_slice(&[0x5a; 0x20]);
+        let err = s.feed_ciphertext(&mut bad).unwrap_err();
+        assert!(matches!(err, TlsError::Protocol(_)), "{err}");
+        assert!(!err.is_handshake_failure());
+        assert!(s.has_pending_ciphertext(), "alert queued");
+        // Dead from now on, without panicking.
+        assert!(s.feed_ciphertext(&mut bad.clone()).is_err());
+        assert_eq!(s.write_plaintext(b"x"), 0);
+        s.send_close_notify();
+        // The peer reads the alert (bad_record_mac) and reports it.
+        let mut alert = wire_of(&mut s);
+        match feed_all(&mut c, &mut alert) {
+            Err(TlsError::PeerAlert {
+                alert,
+                during_handshake: false,
+            }) => assert_eq!(alert, rustls::AlertDescription::BadRecordMac),
+            other => panic!("{versions:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn fragmented_handshake_messages_and_client_hello_at_any_chunking() {
+    // Tiny records: every handshake message (the ClientHello included)
+    // spans many records, so rustls holds parts while the rest arrives.
+    let (store, _) = generated_store("frag.test");
+    let mut server_cfg = ServerTlsConfig::builder(store).build().unwrap();
+    Arc::make_mut(&mut server_cfg.rustls).max_fragment_size = Some(64);
+    for versions in BOTH {
+        let mut client_cfg = ClientTlsConfig::builder(ClientVerify::NoVerify)
+            .versions(versions)
+            .build()
+            .unwrap();
+        Arc::make_mut(&mut client_cfg.rustls).max_fragment_size = Some(64);
+        for chunk in [1, 3, 64, 69, 100, 1000, usize::MAX] {
+            let mut c = TlsSession::client(&client_cfg, "Frag.Test").unwrap();
+            let mut s = TlsSession::server(&server_cfg).unwrap();
+            let mut junk = Vec::new();
+            for _ in 0..4 {
+                transfer_chunked(&mut c, &mut s, &mut junk, chunk).unwrap();
+                transfer_chunked(&mut s, &mut c, &mut junk, chunk).unwrap();
+            }
+            assert!(!c.is_handshaking() && !s.is_handshaking(), "{chunk}");
+            assert!(junk.is_empty());
+            let info = s.info().unwrap();
+            assert_eq!(
+                info.sni.as_deref(),
+                Some("frag.test"),
+                "{versions:?} {chunk}"
+            );
+            let msg = vec![9u8; 1000];
+            c.write_plaintext(&msg);
+            let mut got = Vec::new();
+            transfer_chunked(&mut c, &mut s, &mut got, chunk).unwrap();
+            assert_eq!(got, msg);
+            assert_eq!(s.held_capacity(), 0);
+            assert_eq!(c.held_capacity(), 0);
+        }
+    }
+}
+
+#[test]
+fn idle_session_holds_no_buffers() {
+    for versions in BOTH {
+        let (mut c, mut s) = pair(versions);
+        echo_roundtrip(&mut c, &mut s);
+        assert_eq!(s.held_capacity(), 0, "{versions:?}");
+        assert_eq!(c.held_capacity(), 0, "{versions:?}");
+        assert_eq!(s.pending_len(), 0);
+        // Unsent output is held only until the socket takes it.
+        s.write_plaintext(&[1u8; 5000]);
+        assert!(s.held_capacity() >= 5000);
+        wire_of(&mut s);
+        assert_eq!(s.held_capacity(), 0);
+    }
+}
+
+#[test]
+fn a_peer_cannot_make_the_session_hold_unbounded_input() {
+    // Valid-looking handshake records of one byte each: rustls would wait
+    // for the 64 KiB message to complete, holding six times that.
+    let (store, _) = generated_store("a.test");
+    let server_cfg = ServerTlsConfig::builder(store).build().unwrap();
+    let mut s = TlsSession::server(&server_cfg).unwrap();
+    let mut first = vec![0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0xff, 0xff];
+    assert_eq!(s.feed_ciphertext(&mut first).unwrap(), first.len());
+    let mut chunk = [0x16, 0x03, 0x01, 0x00, 0x01, 0x00].repeat(1000);
+    let mut fed = 0;
+    let err = loop {
+        match s.feed_ciphertext(&mut chunk) {
+            Ok(n) => fed += n,
+            Err(e) => break e,
+        }
+        assert!(fed <= session::MAX_HELD_INPUT, "{fed}");
+    };
+    assert!(err.is_handshake_failure(), "{err}");
+    assert!(s.held_capacity() < 64, "released");
 }

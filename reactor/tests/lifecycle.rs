@@ -1,0 +1,623 @@
+//! A connection's life from both ends: half-close, close/abort/linger,
+//! outbound connects (success, refusal, timeout), stopping from another
+//! thread and graceful shutdown.
+
+mod common;
+
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Echo;
+use torsion_reactor::{Address, Disconnect, PeerInfo, Protocol, ReactorConfig, Transport};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A summary of `Disconnect` that can cross threads and be compared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Lost {
+    Closed,
+    Aborted(usize),
+    Io(io::ErrorKind),
+    ConnectFailed(io::ErrorKind),
+    CloseTimedOut(usize),
+    Shutdown(usize),
+    Other(String),
+}
+
+impl From<&Disconnect> for Lost {
+    fn from(d: &Disconnect) -> Lost {
+        match d {
+            Disconnect::Closed => Lost::Closed,
+            Disconnect::Aborted { unsent } => Lost::Aborted(*unsent),
+            Disconnect::Io(e) => Lost::Io(e.kind()),
+            Disconnect::ConnectFailed(e) => Lost::ConnectFailed(e.kind()),
+            Disconnect::CloseTimedOut { unsent } => Lost::CloseTimedOut(*unsent),
+            Disconnect::Shutdown { unsent } => Lost::Shutdown(*unsent),
+            other => Lost::Other(format!("{other:?}")),
+        }
+    }
+}
+
+// ----- half-close -----------------------------------------------------------
+
+/// Collects the request; on the peer's EOF answers with a large response
+/// (bigger than the high water mark) and closes.
+struct AnswerOnEof {
+    request: Vec<u8>,
+    lost: Sender<Lost>,
+}
+
+fn response_for(request: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(300 * 1024);
+    while out.len() < 300 * 1024 {
+        out.extend_from_slice(request);
+        out.push(b'\n');
+    }
+    out
+}
+
+impl Protocol for AnswerOnEof {
+    fn data_received(&mut self, _t: &mut Transport<'_>, data: &mut [u8]) {
+        self.request.extend_from_slice(data);
+    }
+
+    fn eof_received(&mut self, t: &mut Transport<'_>) {
+        let resp = response_for(&self.request);
+        for part in resp.chunks(7 * 1024) {
+            t.write(part);
+        }
+        t.close();
+    }
+
+    fn connection_lost(&mut self, _t: &mut Transport<'_>, reason: &Disconnect) {
+        let _ = self.lost.send(reason.into());
+    }
+}
+
+#[test]
+fn client_half_close_gets_the_whole_response_then_eof() {
+    let (tx, rx) = mpsc::channel();
+    let (addr, running) = common::start_tcp(move |_| AnswerOnEof {
+        request: Vec::new(),
+        lost: tx.clone(),
+    });
+    let mut c = common::connect(addr);
+    common::send(&mut c, b"GET /half-closed");
+    c.shutdown(Shutdown::Write).unwrap();
+    let got = common::read_to_eof(&mut c).expect("read response");
+    let want = response_for(b"GET /half-closed");
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "response corrupted");
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), Lost::Closed);
+    running.stop();
+}
+
+/// Says hello and shuts down its sending side at once; keeps receiving.
+struct HelloThenShutWrite {
+    got: Sender<Vec<u8>>,
+    lost: Sender<Lost>,
+    write_after_shutdown_dropped: Arc<AtomicBool>,
+}
+
+impl Protocol for HelloThenShutWrite {
+    fn connection_made(&mut self, t: &mut Transport<'_>) {
+        t.write(b"hello");
+        t.shutdown_write();
+    }
+
+    fn data_received(&mut self, t: &mut Transport<'_>, data: &mut [u8]) {
+        t.write(b"this must not be sent");
+        if t.buffered_len() == 0 {
+            self.write_after_shutdown_dropped
+                .store(true, Ordering::Release);
+        }
+        let _ = self.got.send(data.to_vec());
+    }
+
+    fn connection_lost(&mut self, _t: &mut Transport<'_>, reason: &Disconnect) {
+        let _ = self.lost.send(reason.into());
+    }
+}
+
+#[test]
+fn server_shutdown_write_still_receives() {
+    let (got_tx, got_rx) = mpsc::channel();
+    let (lost_tx, lost_rx) = mpsc::channel();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let d2 = Arc::clone(&dropped);
+    let (addr, running) = common::start_tcp(move |_| HelloThenShutWrite {
+        got: got_tx.clone(),
+        lost: lost_tx.clone(),
+        write_after_shutdown_dropped: Arc::clone(&d2),
+    });
+    let mut c = common::connect(addr);
+    // EOF after the greeting, while the connection is still open.
+    assert_eq!(common::read_to_eof(&mut c).unwrap(), b"hello");
+    common::send(&mut c, b"still listening?");
+    let mut received = Vec::new();
+    while received.len() < 16 {
+        received.extend(got_rx.recv_timeout(WAIT).expect("server received nothing"));
+    }
+    assert_eq!(received, b"still listening?");
+    assert!(dropped.load(Ordering::Acquire));
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(lost_rx.recv_timeout(WAIT).unwrap(), Lost::Closed);
+    running.stop();
+}
+
+// ----- close, abort, linger ---------------------------------------------------
+
+/// Queues `size` bytes on connect, then closes or aborts.
+struct FloodThen {
+    size: usize,
+    abort: bool,
+    /// Abort in a later callback (when the client sends a byte).
+    abort_later: bool,
+    lost: Sender<(Lost, Instant)>,
+}
+
+impl Protocol for FloodThen {
+    fn connection_made(&mut self, t: &mut Transport<'_>) {
+        t.write(&vec![b'x'; self.size]);
+        if self.abort && !self.abort_later {
+            t.abort();
+        } else if !self.abort {
+            t.close();
+        }
+    }
+
+    fn data_received(&mut self, t: &mut Transport<'_>, _data: &mut [u8]) {
+        if self.abort_later {
+            t.abort();
+        }
+    }
+
+    fn connection_lost(&mut self, _t: &mut Transport<'_>, reason: &Disconnect) {
+        let _ = self.lost.send((reason.into(), Instant::now()));
+    }
+}
+
+#[test]
+fn close_gives_up_on_a_peer_that_never_reads() {
+    let (tx, rx) = mpsc::channel();
+    let config = ReactorConfig {
+        close_timeout: Duration::from_millis(300),
+        ..ReactorConfig::default()
+    };
+    let (addr, running) = common::start_tcp_with(config, move |_| FloodThen {
+        size: 64 << 20,
+        abort: false,
+        abort_later: false,
+        lost: tx.clone(),
+    });
+    let started = Instant::now();
+    let _c = common::connect(addr);
+    let (lost, at) = rx.recv_timeout(WAIT).expect("connection never ended");
+    match lost {
+        Lost::CloseTimedOut(unsent) => assert!(unsent > 0),
+        other => panic!("expected CloseTimedOut, got {other:?}"),
+    }
+    let took = at - started;
+    assert!(took >= Duration::from_millis(250), "gave up after {took:?}");
+    running.stop();
+}
+
+#[test]
+fn abort_discards_queued_output() {
+    let (tx, rx) = mpsc::channel();
+    let (addr, running) = common::start_tcp(move |_| FloodThen {
+        size: 64 << 20,
+        abort: true,
+        abort_later: true,
+        lost: tx.clone(),
+    });
+    let mut c = common::connect(addr);
+    common::send(&mut c, b"!");
+    let (lost, _) = rx.recv_timeout(WAIT).expect("connection never ended");
+    match lost {
+        Lost::Aborted(unsent) => assert!(unsent > 0, "no bytes reported discarded"),
+        other => panic!("expected Aborted, got {other:?}"),
+    }
+    // The client gets what the kernel already had, then the end.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    assert!(got < 64 << 20, "aborted connection delivered everything");
+    running.stop();
+}
+
+/// `write` then `abort` in one callback: the bytes were queued (the
+/// transport said so) and must be reported as discarded.
+#[test]
+fn abort_in_the_same_callback_reports_the_discarded_bytes() {
+    let (tx, rx) = mpsc::channel();
+    let (addr, running) = common::start_tcp(move |_| FloodThen {
+        size: 1 << 20,
+        abort: true,
+        abort_later: false,
+        lost: tx.clone(),
+    });
+    let mut c = common::connect(addr);
+    let (lost, _) = rx.recv_timeout(WAIT).expect("connection never ended");
+    // Nothing was sent: the client sees the end at once.
+    let mut buf = Vec::new();
+    match c.read_to_end(&mut buf) {
+        Ok(_) => assert!(buf.is_empty(), "aborted output was sent"),
+        Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset),
+    }
+    assert_eq!(lost, Lost::Aborted(1 << 20));
+    running.stop();
+}
+
+// ----- outbound connections ---------------------------------------------------
+
+/// An outbound protocol: sends `hello`, waits for `world`, closes.
+struct Outbound {
+    made: Arc<AtomicBool>,
+    got: Vec<u8>,
+    done: Option<Sender<(bool, Vec<u8>, Lost)>>,
+    stop_after: bool,
+}
+
+impl Protocol for Outbound {
+    fn connection_made(&mut self, t: &mut Transport<'_>) {
+        self.made.store(true, Ordering::Release);
+        t.write(b"hello");
+    }
+
+    fn data_received(&mut self, t: &mut Transport<'_>, data: &mut [u8]) {
+        self.got.extend_from_slice(data);
+        if self.got.ends_with(b"world") {
+            t.close();
+        }
+    }
+
+    fn connection_lost(&mut self, t: &mut Transport<'_>, reason: &Disconnect) {
+        let made = self.made.load(Ordering::Acquire);
+        if let Some(tx) = self.done.take() {
+            let _ = tx.send((made, std::mem::take(&mut self.got), reason.into()));
+        }
+        if self.stop_after {
+            t.stop();
+        }
+    }
+}
+
+fn outbound(tx: Sender<(bool, Vec<u8>, Lost)>) -> Outbound {
+    Outbound {
+        made: Arc::new(AtomicBool::new(false)),
+        got: Vec::new(),
+        done: Some(tx),
+        stop_after: false,
+    }
+}
+
+#[test]
+fn connect_to_a_closed_port_reports_connect_failed() {
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let (tx, rx) = mpsc::channel();
+    let ((), running) = common::start(
+        ReactorConfig::default(),
+        move |r| {
+            r.connect(&Address::Tcp(closed), Box::new(outbound(tx)))
+                .expect("connect must start");
+        },
+        |r, ()| (r.connection_count(), r.context().client_stats()),
+    );
+    let (made, got, lost) = rx.recv_timeout(WAIT).expect("failure not reported");
+    assert!(!made, "connection_made called for a failed connect");
+    assert!(got.is_empty());
+    assert_eq!(lost, Lost::ConnectFailed(io::ErrorKind::ConnectionRefused));
+    let (open, stats) = running.stop();
+    assert_eq!(open, 0);
+    assert_eq!(stats.active, 0);
+}
+
+/// A listener whose accept queue is full: the kernel drops further SYNs,
+/// so a connect to it gets no answer at all. (A "blackhole" address is no
+/// good in sandboxes with a transparent proxy that answers everything.)
+fn full_listener() -> (socket2::Socket, Vec<TcpStream>, SocketAddr) {
+    use socket2::{Domain, Socket, Type};
+    let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    l.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    l.listen(0).unwrap();
+    let addr = l.local_addr().unwrap().as_socket().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => held.push(s),
+            Err(_) => return (l, held, addr),
+        }
+    }
+    panic!("could not fill the accept queue of a backlog-0 listener");
+}
+
+#[test]
+fn connect_timeout_reports_connect_failed() {
+    let (_listener, _held, target) = full_listener();
+    let (tx, rx) = mpsc::channel();
+    let started = Instant::now();
+    let ((), running) = common::start(
+        ReactorConfig::default(),
+        move |r| {
+            r.context()
+                .connect_timeout(
+                    &Address::Tcp(target),
+                    Box::new(outbound(tx)),
+                    Duration::from_millis(300),
+                )
+                .expect("connect must start");
+        },
+        |r, ()| r.timer_count(),
+    );
+    let (made, _, lost) = rx.recv_timeout(WAIT).expect("failure not reported");
+    let took = started.elapsed();
+    assert!(!made, "connection_made called for a connect that timed out");
+    assert_eq!(lost, Lost::ConnectFailed(io::ErrorKind::TimedOut));
+    assert!(
+        took >= Duration::from_millis(250),
+        "timed out after {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "timed out after {took:?}");
+    assert_eq!(running.stop(), 0, "connect timer left behind");
+}
+
+/// Accepts one connection within `WAIT`.
+fn accept_within(l: &TcpListener) -> TcpStream {
+    l.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match l.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(WAIT)).unwrap();
+                return s;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+#[test]
+fn connect_to_a_live_listener_exchanges_data() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let ((), running) = common::start(
+        ReactorConfig::default(),
+        move |r| {
+            r.connect(&Address::Tcp(target), Box::new(outbound(tx)))
+                .expect("connect");
+        },
+        |r, ()| r.context().client_stats(),
+    );
+    let mut server_side = accept_within(&listener);
+    assert_eq!(common::read_n(&mut server_side, 5).unwrap(), b"hello");
+    common::send(&mut server_side, b"world");
+    // The reactor's client closes after "world".
+    assert!(common::read_to_eof(&mut server_side).unwrap().is_empty());
+    let (made, got, lost) = rx.recv_timeout(WAIT).unwrap();
+    assert!(made);
+    assert_eq!(got, b"world");
+    assert_eq!(lost, Lost::Closed);
+    let stats = running.stop();
+    assert_eq!(stats.accepted, 1);
+    assert_eq!(stats.closed, 1);
+    assert_eq!(stats.bytes_out, 5);
+    assert_eq!(stats.bytes_in, 5);
+}
+
+/// Answers `hello` with `world`.
+struct World;
+
+impl Protocol for World {
+    fn data_received(&mut self, t: &mut Transport<'_>, data: &mut [u8]) {
+        if data.ends_with(b"hello") {
+            t.write(b"world");
+        }
+    }
+}
+
+#[test]
+fn reactor_talks_to_itself_and_stops_from_a_callback() {
+    let (tx, rx) = mpsc::channel();
+    let ((), running) = common::start(
+        ReactorConfig::default(),
+        move |r| {
+            let id = r
+                .listen(common::localhost0(), |_: &PeerInfo| {
+                    Box::new(World) as Box<dyn Protocol>
+                })
+                .unwrap();
+            let addr = r.local_addr(id).unwrap();
+            let mut client = outbound(tx);
+            client.stop_after = true;
+            r.connect(&addr, Box::new(client)).unwrap();
+        },
+        |_, ()| (),
+    );
+    // The client protocol stops the loop from its connection_lost.
+    running.join();
+    let (made, got, lost) = rx.recv_timeout(WAIT).unwrap();
+    assert!(made);
+    assert_eq!(got, b"world");
+    assert_eq!(lost, Lost::Closed);
+}
+
+// ----- stopping and shutting down ---------------------------------------------
+
+/// Waits until the reactor thread is blocked in the kernel (state `S`).
+fn wait_idle(tid: i32) {
+    let path = format!("/proc/self/task/{tid}/stat");
+    let idle = common::wait_until(WAIT, || {
+        std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| {
+                s.rfind(')')
+                    .map(|i| s[i + 1..].trim_start().starts_with('S'))
+            })
+            .unwrap_or(false)
+    });
+    assert!(idle, "reactor thread never went idle");
+}
+
+#[test]
+fn stop_from_another_thread_wakes_an_idle_loop() {
+    let ((), running) = common::start(ReactorConfig::default(), |_| (), |r, ()| r.timer_count());
+    wait_idle(running.tid);
+    // Idle with no timers: poll has no timeout; only the notify wakes it.
+    std::thread::sleep(Duration::from_millis(50));
+    wait_idle(running.tid);
+    let started = Instant::now();
+    running.handle.stop();
+    let left = running
+        .join_within(Duration::from_secs(1))
+        .expect("run() did not return within 1 s of stop()");
+    assert_eq!(left, 0);
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn shutdown_with_nothing_open_returns_at_once() {
+    let ((), running) = common::start(
+        ReactorConfig::default(),
+        |r| {
+            r.listen(common::localhost0(), |_: &PeerInfo| {
+                Box::new(Echo) as Box<dyn Protocol>
+            })
+            .unwrap();
+        },
+        |_, ()| (),
+    );
+    wait_idle(running.tid);
+    running.handle.shutdown(Duration::from_secs(30));
+    assert!(
+        running.join_within(Duration::from_secs(1)).is_some(),
+        "shutdown with no connections did not return promptly"
+    );
+}
+
+/// What a `Finisher` reports: (polite, event name, how it ended).
+type FinisherEvent = (bool, &'static str, Option<Lost>);
+
+/// Greets; on `shutting_down` says bye and closes (if polite) or carries on.
+struct Finisher {
+    polite: bool,
+    events: Sender<FinisherEvent>,
+}
+
+impl Protocol for Finisher {
+    fn connection_made(&mut self, t: &mut Transport<'_>) {
+        t.write(b"hi\n");
+    }
+
+    fn data_received(&mut self, _t: &mut Transport<'_>, _data: &mut [u8]) {}
+
+    fn eof_received(&mut self, t: &mut Transport<'_>) {
+        // Polite ones finish when the client does; stubborn ones ignore
+        // even that (only the deadline ends them).
+        if self.polite {
+            t.close();
+        }
+    }
+
+    fn shutting_down(&mut self, t: &mut Transport<'_>) {
+        let _ = self.events.send((self.polite, "shutting_down", None));
+        if self.polite {
+            t.write(b"bye\n");
+            t.close();
+        }
+    }
+
+    fn connection_lost(&mut self, _t: &mut Transport<'_>, reason: &Disconnect) {
+        let _ = self.events.send((self.polite, "lost", Some(reason.into())));
+    }
+}
+
+fn start_finishers(
+    polite: bool,
+) -> (
+    SocketAddr,
+    mpsc::Receiver<FinisherEvent>,
+    common::Running<()>,
+) {
+    let (tx, rx) = mpsc::channel();
+    let (addr, running) = common::start_tcp(move |_| Finisher {
+        polite,
+        events: tx.clone(),
+    });
+    (addr, rx, running)
+}
+
+#[test]
+fn graceful_shutdown_closes_listeners_and_waits_for_connections() {
+    let (addr, events, running) = start_finishers(true);
+    let mut clients: Vec<TcpStream> = (0..3).map(|_| common::connect(addr)).collect();
+    for c in &mut clients {
+        assert_eq!(common::read_n(c, 3).unwrap(), b"hi\n");
+    }
+    let started = Instant::now();
+    running.handle.shutdown(Duration::from_secs(20));
+    // The first notification means the listener is already closed.
+    let (_, what, _) = events.recv_timeout(WAIT).expect("shutting_down");
+    assert_eq!(what, "shutting_down");
+    // Listeners closed before protocols were told: new clients are refused.
+    let refused = TcpStream::connect_timeout(&addr, WAIT);
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == io::ErrorKind::ConnectionRefused),
+        "a new client was not refused during shutdown: {refused:?}"
+    );
+    for c in &mut clients {
+        assert_eq!(common::read_to_eof(c).unwrap(), b"bye\n");
+    }
+    let (mut told, mut lost) = (1, Vec::new());
+    while told < 3 || lost.len() < 3 {
+        match events.recv_timeout(WAIT).expect("missing events") {
+            (_, "shutting_down", _) => told += 1,
+            (_, _, Some(l)) => lost.push(l),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(told, 3);
+    assert_eq!(lost, vec![Lost::Closed; 3]);
+    // run() returns once the last connection closed, long before the deadline.
+    assert!(running.join_within(Duration::from_secs(3)).is_some());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn shutdown_deadline_closes_connections_that_do_not_finish() {
+    let (addr, events, running) = start_finishers(false);
+    let mut c = common::connect(addr);
+    assert_eq!(common::read_n(&mut c, 3).unwrap(), b"hi\n");
+    // Half-closing does not end a stubborn connection either.
+    c.shutdown(Shutdown::Write).unwrap();
+    let started = Instant::now();
+    running.handle.shutdown(Duration::from_millis(300));
+    let (_, what, _) = events.recv_timeout(WAIT).unwrap();
+    assert_eq!(what, "shutting_down");
+    let (_, what, lost) = events.recv_timeout(WAIT).unwrap();
+    assert_eq!((what, lost), ("lost", Some(Lost::Shutdown(0))));
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(250), "closed after {took:?}");
+    assert!(running.join_within(Duration::from_secs(3)).is_some());
+    assert!(common::reads_eof(&mut c));
+}
