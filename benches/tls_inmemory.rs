@@ -75,7 +75,7 @@ fn transfer(
     if from_is_server {
         *server_time += t.elapsed();
     }
-    let mut rest = &wire[..];
+    let mut rest = &mut wire[..];
     while !rest.is_empty() {
         let t = Instant::now();
         let used = to.feed_ciphertext(rest).expect("handshake");
@@ -83,7 +83,7 @@ fn transfer(
         if !from_is_server {
             *server_time += t.elapsed();
         }
-        rest = &rest[used..];
+        rest = &mut rest[used..];
     }
     wire.len()
 }
