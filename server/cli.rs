@@ -27,6 +27,8 @@ pub struct Options {
     pub index_file: Option<String>,
     pub default_lang: Option<String>,
     pub rate_limit: Option<String>,
+    pub proxy_protocol: bool,
+    pub proxy_from: Vec<String>,
     pub no_gemini: bool,
     // HTTP redirect.
     pub http_host: Option<String>,
@@ -54,6 +56,8 @@ pub struct Options {
     pub max_conns_per_ip: Option<usize>,
     pub max_conns: Option<usize>,
     pub pid_file: Option<PathBuf>,
+    pub user: Option<String>,
+    pub group: Option<String>,
 }
 
 /// What to do instead of serving.
@@ -113,6 +117,8 @@ const FLAGS: &[Flag] = &[
     flag("index-file", Some("NAME"), GEMINI, "File served for a directory [default: index.gmi]"),
     flag("default-lang", Some("LANG"), GEMINI, "Adds `; lang=LANG` to text/gemini responses"),
     flag("rate-limit", Some("QUOTA"), GEMINI, "Per-client connection quota on the Gemini listener, Jetforce syntax: 60/5m, 10/s, 1000/1h"),
+    flag("proxy-protocol", None, GEMINI, "Expect a PROXY protocol header (v1 or v2, as HAProxy's send-proxy or nginx's proxy_protocol send) on every Gemini connection: the gate, logs and CGI see the client it names; connections without one are closed. Needs --proxy-from"),
+    flag("proxy-from", Some("CIDR"), GEMINI, "A proxy allowed to send PROXY headers (repeatable), e.g. 127.0.0.1/32; connections from anywhere else are closed"),
     flag("no-gemini", None, GEMINI, "Do not run the Gemini listener"),
     flag("http-host", Some("HOST"), HTTP, "HTTP redirect listen address [default: 127.0.0.1]"),
     flag("http-port", Some("PORT"), HTTP, "HTTP redirect port [default: 8080]"),
@@ -137,7 +143,9 @@ const FLAGS: &[Flag] = &[
     flag("gate-allow", Some("CIDR"), PROCESS, "Never rate limit or cap these clients (repeatable), e.g. 10.0.0.0/8"),
     flag("max-conns-per-ip", Some("N"), PROCESS, "Concurrent connections per client (IPv6: per /64); 0 = no cap [default: 256]"),
     flag("max-conns", Some("N"), PROCESS, "Global connection cap; 0 = derived from RLIMIT_NOFILE [default: 0]"),
-    flag("pid-file", Some("FILE"), PROCESS, "Write the process id to FILE"),
+    flag("pid-file", Some("FILE"), PROCESS, "Write the process id to FILE once every listener is open (removed at exit when still possible)"),
+    flag("user", Some("NAME"), PROCESS, "After binding every listener and reading the certificates, drop root privileges to this user (name or uid), in every thread"),
+    flag("group", Some("NAME"), PROCESS, "Group to switch to with --user (name or gid) [default: the user's primary group]"),
     Flag { long: "help", short: Some('h'), value: None, group: PROCESS, help: "Print this help" },
     Flag { long: "version", short: Some('V'), value: None, group: PROCESS, help: "Print the version" },
 ];
@@ -160,8 +168,9 @@ fn help_text() -> String {
     }
     s.push_str(
         "\nENVIRONMENT:\n  RUST_LOG    log filter (env_logger syntax) [default: info]\n\
+         \x20 LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES\n              systemd socket activation: inherited sockets (fd 3 onwards) replace the\n              listeners they match by name (gemini, http, https, ws, echo) or port\n\
          \nSIGNALS:\n  SIGINT, SIGTERM  stop accepting, finish open connections (up to --shutdown-timeout), exit 0\n  SIGHUP           reload certificates without dropping connections\n\
-         \nEXIT CODES:\n  0  stopped cleanly (or --check-config found no problem)\n  1  could not start, or failed while running\n  2  bad command line or configuration\n",
+         \nEXIT CODES:\n  0  stopped cleanly (or --check-config found no problem)\n  1  could not start (a port in use, unreadable certificate, failed privilege drop), or failed while running\n  2  bad command line or configuration (an unknown key, value, --user or --group)\n",
     );
     s
 }
@@ -219,6 +228,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Action, UsageEr
             "index-file" => o.index_file = Some(v),
             "default-lang" => o.default_lang = Some(v),
             "rate-limit" => o.rate_limit = Some(v),
+            "proxy-protocol" => o.proxy_protocol = true,
+            "proxy-from" => o.proxy_from.push(v),
             "no-gemini" => o.no_gemini = true,
             "http-host" => o.http_host = Some(v),
             "http-port" => o.http_port = Some(parse_port("http-port", &v)?),
@@ -262,6 +273,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Action, UsageEr
             "max-conns-per-ip" => o.max_conns_per_ip = Some(parse_count("max-conns-per-ip", &v)?),
             "max-conns" => o.max_conns = Some(parse_count("max-conns", &v)?),
             "pid-file" => o.pid_file = Some(v.into()),
+            "user" => o.user = Some(v),
+            "group" => o.group = Some(v),
             other => return Err(UsageError(format!("--{other} is not handled (a bug)"))),
         }
     }
@@ -323,6 +336,21 @@ mod tests {
         assert_eq!(o.hostname.as_deref(), Some("example.org"));
         assert_eq!(o.rate_limit.as_deref(), Some("60/5m"));
         assert_eq!(o.index_file.as_deref(), Some("home.gmi"));
+    }
+
+    #[test]
+    fn user_and_group_parse() {
+        let o = serve(&[
+            "--user",
+            "nobody",
+            "--group",
+            "nogroup",
+            "--pid-file",
+            "/run/t.pid",
+        ]);
+        assert_eq!(o.user.as_deref(), Some("nobody"));
+        assert_eq!(o.group.as_deref(), Some("nogroup"));
+        assert_eq!(o.pid_file, Some(PathBuf::from("/run/t.pid")));
     }
 
     #[test]

@@ -48,8 +48,12 @@ pub struct ServerSection {
     pub shutdown_timeout: Option<Duration>,
     /// Where generated certificates are kept.
     pub state_dir: Option<PathBuf>,
-    /// Write the process id here at start.
+    /// Write the process id here once every listener is open.
     pub pid_file: Option<PathBuf>,
+    /// Drop root privileges to this user after binding (`--user`).
+    pub user: Option<String>,
+    /// ...and to this group (`--group`; default: the user's primary group).
+    pub group: Option<String>,
 }
 
 /// `[tls]`
@@ -399,8 +403,7 @@ mod tests {
     #[test]
     fn unknown_keys_name_key_and_line() {
         let err = parse_str("[server]\nworkers = 1\n\n[[gemini]]\nprot = 1965\n")
-            .err()
-            .expect("unknown key must fail")
+            .expect_err("unknown key must fail")
             .to_string();
         assert!(err.contains("test.toml"), "{err}");
         assert!(err.contains("prot"), "{err}");
@@ -410,20 +413,28 @@ mod tests {
     #[test]
     fn bad_values_name_key_and_line() {
         let err = parse_str("[[gemini]]\nport = 99999\n")
-            .err()
-            .expect("bad port")
+            .expect_err("bad port")
             .to_string();
         assert!(err.contains("line 2"), "{err}");
         let err = parse_str("[[http]]\nredirect_code = 302\n")
-            .err()
-            .expect("bad code")
+            .expect_err("bad code")
             .to_string();
         assert!(err.contains("http[0].redirect_code"), "{err}");
         let err = parse_str("[server]\nshutdown_timeout = \"soon\"\n")
-            .err()
-            .expect("bad duration")
+            .expect_err("bad duration")
             .to_string();
         assert!(err.contains("line 2") && err.contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn server_user_and_group() {
+        let c = parse_str("[server]\nuser = \"nobody\"\ngroup = \"nogroup\"\n").unwrap();
+        assert_eq!(c.server.user.as_deref(), Some("nobody"));
+        assert_eq!(c.server.group.as_deref(), Some("nogroup"));
+        let err = parse_str("[server]\nuser = 65534\n")
+            .expect_err("a number is not a name")
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]

@@ -2,10 +2,14 @@
 //! wires listeners to protocol factories, and runs the reactor(s). See
 //! README.md for every flag.
 
+mod activation;
+mod bench;
 mod cli;
 mod config;
 mod plan;
+mod privileges;
 mod run;
+mod startup;
 mod status;
 mod tls_setup;
 mod wiring;
@@ -14,6 +18,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new("bench")) {
+        return bench::run(std::env::args_os().skip(2).collect());
+    }
     init_logging();
     let action = match cli::parse(std::env::args_os().skip(1)) {
         Ok(a) => a,
@@ -43,6 +50,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // An unknown --user is a configuration error, found before anything
+    // is bound (and by --check-config).
+    let drop_to = match privileges::resolve(plan.user.as_deref(), plan.group.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("torsion: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if opts.check_config {
         if let Err(e) = wiring::check(&plan) {
             eprintln!("torsion: {e}");
@@ -51,7 +67,7 @@ fn main() -> ExitCode {
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
-    match run::run(plan) {
+    match run::run(plan, drop_to) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("torsion: error: {e}");

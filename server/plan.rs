@@ -33,6 +33,10 @@ pub struct Endpoint {
     pub rate_burst: Option<u32>,
     /// `reply` or `drop`.
     pub refusal: Option<String>,
+    /// Expect a PROXY protocol header (v1 or v2) on every connection.
+    pub proxy_protocol: bool,
+    /// The proxies (addresses or CIDRs) allowed to send PROXY headers.
+    pub proxy_from: Vec<String>,
 }
 
 /// A Gemini virtual host.
@@ -67,7 +71,9 @@ pub struct HttpPlan {
     pub endpoint: Endpoint,
     pub redirect_code: u16,
     pub redirect_host: Option<String>,
-    /// `None`: the first WebSocket listener's port, else 443.
+    /// `None`: the port the first HTTPS listener actually serves on (it
+    /// may be 0 in the plan, or a socket inherited from systemd on another
+    /// port), else 443.
     pub redirect_port: Option<u16>,
     pub acme_dir: Option<PathBuf>,
 }
@@ -89,6 +95,10 @@ pub struct Plan {
     pub workers: usize,
     pub shutdown_timeout: Duration,
     pub pid_file: Option<PathBuf>,
+    /// Drop root privileges to this user after binding (`--user`).
+    pub user: Option<String>,
+    /// ...and this group (`--group`).
+    pub group: Option<String>,
     pub tls: TlsOptions,
     pub handshake_timeout: Option<Duration>,
     pub gate_allow: Vec<String>,
@@ -129,6 +139,8 @@ pub fn make(o: &Options, file: Option<FileConfig>) -> Result<Plan, ConfigError> 
                     rate_limit: c.rate_limit.map(str::to_string),
                     rate_burst: c.rate_burst,
                     refusal: c.refusal.map(str::to_string),
+                    proxy_protocol: c.proxy_protocol,
+                    proxy_from: c.proxy_from.to_vec(),
                     ..endpoint(c.host, c.port, GEMINI_PORT)
                 },
                 hostname: g.hostname.clone().unwrap_or_else(|| "localhost".into()),
@@ -196,6 +208,10 @@ pub fn make(o: &Options, file: Option<FileConfig>) -> Result<Plan, ConfigError> 
         if o.rate_limit.is_some() {
             g.endpoint.rate_limit = o.rate_limit.clone();
         }
+        g.endpoint.proxy_protocol |= o.proxy_protocol;
+        if !o.proxy_from.is_empty() {
+            g.endpoint.proxy_from = o.proxy_from.clone();
+        }
     }
     if o.no_gemini {
         gemini.clear();
@@ -212,6 +228,8 @@ pub fn make(o: &Options, file: Option<FileConfig>) -> Result<Plan, ConfigError> 
                     rate_limit: c.rate_limit.map(str::to_string),
                     rate_burst: c.rate_burst,
                     refusal: c.refusal.map(str::to_string),
+                    proxy_protocol: c.proxy_protocol,
+                    proxy_from: c.proxy_from.to_vec(),
                     ..endpoint(c.host, c.port, WS_PORT)
                 },
                 plain: w.plain,
@@ -265,6 +283,8 @@ pub fn make(o: &Options, file: Option<FileConfig>) -> Result<Plan, ConfigError> 
                     rate_limit: c.rate_limit.map(str::to_string),
                     rate_burst: c.rate_burst,
                     refusal: c.refusal.map(str::to_string),
+                    proxy_protocol: c.proxy_protocol,
+                    proxy_from: c.proxy_from.to_vec(),
                     ..endpoint(c.host, c.port, HTTP_PORT)
                 },
                 redirect_code: h.redirect_code.unwrap_or(301),
@@ -306,17 +326,6 @@ pub fn make(o: &Options, file: Option<FileConfig>) -> Result<Plan, ConfigError> 
     if o.no_http {
         http.clear();
     }
-    let https_port = websocket
-        .iter()
-        .find(|w| !w.plain)
-        .map(|w| w.endpoint.port)
-        .unwrap_or(443);
-    for h in &mut http {
-        if h.redirect_port.is_none() {
-            h.redirect_port = Some(https_port);
-        }
-    }
-
     // Echo.
     let mut echo: Vec<Endpoint> = file
         .echo
@@ -327,6 +336,8 @@ pub fn make(o: &Options, file: Option<FileConfig>) -> Result<Plan, ConfigError> 
                 rate_limit: c.rate_limit.map(str::to_string),
                 rate_burst: c.rate_burst,
                 refusal: c.refusal.map(str::to_string),
+                proxy_protocol: c.proxy_protocol,
+                proxy_from: c.proxy_from.to_vec(),
                 ..endpoint(c.host, c.port, 7)
             }
         })
@@ -364,6 +375,8 @@ pub fn make(o: &Options, file: Option<FileConfig>) -> Result<Plan, ConfigError> 
             .or(file.server.shutdown_timeout)
             .unwrap_or(Duration::from_secs(10)),
         pid_file: o.pid_file.clone().or(file.server.pid_file.clone()),
+        user: o.user.clone().or(file.server.user.clone()),
+        group: o.group.clone().or(file.server.group.clone()),
         tls: TlsOptions {
             certfile: o.tls_certfile.clone().or(file.tls.certfile.clone()),
             keyfile: o.tls_keyfile.clone().or(file.tls.keyfile.clone()),

@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use torsion_reactor::tls::{load_ca_roots, CertSource, CertStore, ClientAuth, ServerTlsConfig};
+use torsion_reactor::tls::{
+    certs, load_ca_roots, CertSource, CertStore, ClientAuth, ServerTlsConfig,
+};
 
 /// A certificate chain file and its key file.
 pub type CertFiles = (PathBuf, PathBuf);
@@ -38,6 +40,10 @@ pub struct TlsSetup {
     pub gemini: ServerTlsConfig,
     /// For HTTPS/WSS: no client certificate (browsers would prompt).
     pub https: ServerTlsConfig,
+    /// The certificate and key files generated (or kept) in the state
+    /// directory: given to `--user` before privileges are dropped, so that
+    /// SIGHUP can still read them.
+    pub generated_files: Vec<PathBuf>,
 }
 
 /// The state directory when none is configured: systemd's
@@ -79,6 +85,14 @@ fn vhost_dir(state_dir: &Path, names: &[String]) -> PathBuf {
     state_dir.join("vhosts").join(safe)
 }
 
+/// The certificate and key a generated certificate keeps in `dir`.
+fn generated_pair(dir: &Path) -> [PathBuf; 2] {
+    [
+        dir.join(certs::GENERATED_CERT_FILE),
+        dir.join(certs::GENERATED_KEY_FILE),
+    ]
+}
+
 /// Loads or generates every certificate and builds the server configs.
 pub fn build(opts: &TlsOptions) -> Result<TlsSetup, Box<dyn std::error::Error>> {
     let store = CertStore::new();
@@ -100,6 +114,10 @@ pub fn build(opts: &TlsOptions) -> Result<TlsSetup, Box<dyn std::error::Error>> 
         },
     };
     let generated = matches!(source, CertSource::Generated { .. });
+    let mut generated_files = Vec::new();
+    if generated {
+        generated_files.extend(generated_pair(&opts.state_dir));
+    }
     let fingerprint = store.add_default(&names, source)?;
     if generated {
         log::info!(
@@ -117,10 +135,14 @@ pub fn build(opts: &TlsOptions) -> Result<TlsSetup, Box<dyn std::error::Error>> 
                 cert: cert.clone(),
                 key: key.clone(),
             },
-            None => CertSource::Generated {
-                state_dir: vhost_dir(&opts.state_dir, vnames),
-                hostnames: vnames.clone(),
-            },
+            None => {
+                let dir = vhost_dir(&opts.state_dir, vnames);
+                generated_files.extend(generated_pair(&dir));
+                CertSource::Generated {
+                    state_dir: dir,
+                    hostnames: vnames.clone(),
+                }
+            }
         };
         let fp = store.add(&refs, source)?;
         log::info!(
@@ -142,5 +164,6 @@ pub fn build(opts: &TlsOptions) -> Result<TlsSetup, Box<dyn std::error::Error>> 
         store,
         gemini,
         https,
+        generated_files,
     })
 }

@@ -74,7 +74,8 @@ fn http_config(h: &HttpPlan, plan: &Plan) -> HttpConfig {
         RedirectCode::MovedPermanently
     };
     config.redirect.canonical_host = h.redirect_host.clone();
-    config.redirect.target_port = h.redirect_port.unwrap_or(443);
+    // 0: filled in with the HTTPS listener's bound port at start.
+    config.redirect.target_port = h.redirect_port.unwrap_or(0);
     config.redirect.fallback_host = plan
         .gemini
         .first()
@@ -135,8 +136,9 @@ pub fn protocol_listeners<'a>(
             make_factory: Box::new(move |_port| {
                 let mut config = config.clone();
                 if config.redirect.target_port == 0 {
-                    // The HTTPS listener was given port 0: use the one it got
-                    // (WebSocket/HTTPS listeners are opened first for this).
+                    // No --redirect-port: use the port the HTTPS listener
+                    // got (port 0, or a socket inherited from systemd);
+                    // WebSocket/HTTPS listeners are opened first for this.
                     config.redirect.target_port = registry.borrow().https_port.unwrap_or(443);
                 }
                 let factory = HttpFactory::new(config);
