@@ -176,6 +176,8 @@ impl ServerTlsConfigBuilder {
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(SniResolver(self.certs.clone())));
         config.alpn_protocols = self.alpn;
+        // Our suite order (cheapest first), not the client's.
+        config.ignore_client_order = true;
         config.session_storage = ServerSessionMemoryCache::new(self.session_cache_size);
         if self.tickets {
             config.ticketer = ticketer().map_err(TlsError::Config)?;
