@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::Options;
-use crate::config::{ConfigError, FileConfig};
+use crate::config::{Common, ConfigError, FileConfig};
 use crate::tls_setup::{default_state_dir, TlsOptions};
 
 /// Default Gemini port (the protocol's registered port).
@@ -119,6 +119,18 @@ fn endpoint(host: Option<&str>, port: Option<u16>, default_port: u16) -> Endpoin
     }
 }
 
+/// The endpoint a listener table of the config file describes.
+fn from_table(c: Common<'_>, default_port: u16) -> Endpoint {
+    Endpoint {
+        rate_limit: c.rate_limit.map(str::to_string),
+        rate_burst: c.rate_burst,
+        refusal: c.refusal.map(str::to_string),
+        proxy_protocol: c.proxy_protocol,
+        proxy_from: c.proxy_from.to_vec(),
+        ..endpoint(c.host, c.port, default_port)
+    }
+}
+
 /// Builds the plan. `file` is the parsed `--config` file, if any.
 pub fn make(o: &Options, file: Option<FileConfig>) -> Result<Plan, ConfigError> {
     let file = file.unwrap_or_default();
@@ -135,14 +147,7 @@ pub fn make(o: &Options, file: Option<FileConfig>) -> Result<Plan, ConfigError> 
         .map(|g| {
             let c = g.common();
             GeminiPlan {
-                endpoint: Endpoint {
-                    rate_limit: c.rate_limit.map(str::to_string),
-                    rate_burst: c.rate_burst,
-                    refusal: c.refusal.map(str::to_string),
-                    proxy_protocol: c.proxy_protocol,
-                    proxy_from: c.proxy_from.to_vec(),
-                    ..endpoint(c.host, c.port, GEMINI_PORT)
-                },
+                endpoint: from_table(c, GEMINI_PORT),
                 hostname: g.hostname.clone().unwrap_or_else(|| "localhost".into()),
                 dir: g.dir.clone(),
                 cgi_dir: g.cgi_dir.clone(),
@@ -224,14 +229,7 @@ pub fn make(o: &Options, file: Option<FileConfig>) -> Result<Plan, ConfigError> 
         .map(|w| {
             let c = w.common();
             WsPlan {
-                endpoint: Endpoint {
-                    rate_limit: c.rate_limit.map(str::to_string),
-                    rate_burst: c.rate_burst,
-                    refusal: c.refusal.map(str::to_string),
-                    proxy_protocol: c.proxy_protocol,
-                    proxy_from: c.proxy_from.to_vec(),
-                    ..endpoint(c.host, c.port, WS_PORT)
-                },
+                endpoint: from_table(c, WS_PORT),
                 plain: w.plain,
                 origins: w.origins.clone(),
                 max_message: w.max_message,
@@ -279,14 +277,7 @@ pub fn make(o: &Options, file: Option<FileConfig>) -> Result<Plan, ConfigError> 
         .map(|h| {
             let c = h.common();
             HttpPlan {
-                endpoint: Endpoint {
-                    rate_limit: c.rate_limit.map(str::to_string),
-                    rate_burst: c.rate_burst,
-                    refusal: c.refusal.map(str::to_string),
-                    proxy_protocol: c.proxy_protocol,
-                    proxy_from: c.proxy_from.to_vec(),
-                    ..endpoint(c.host, c.port, HTTP_PORT)
-                },
+                endpoint: from_table(c, HTTP_PORT),
                 redirect_code: h.redirect_code.unwrap_or(301),
                 redirect_host: h.redirect_host.clone(),
                 redirect_port: h.redirect_port,
@@ -332,14 +323,7 @@ pub fn make(o: &Options, file: Option<FileConfig>) -> Result<Plan, ConfigError> 
         .iter()
         .map(|e| {
             let c = e.common();
-            Endpoint {
-                rate_limit: c.rate_limit.map(str::to_string),
-                rate_burst: c.rate_burst,
-                refusal: c.refusal.map(str::to_string),
-                proxy_protocol: c.proxy_protocol,
-                proxy_from: c.proxy_from.to_vec(),
-                ..endpoint(c.host, c.port, 7)
-            }
+            from_table(c, 7)
         })
         .collect();
     for addr in &o.echo {

@@ -10,4 +10,5 @@
 pub mod echo;
 pub mod gemini;
 pub mod http;
+pub mod log_escape;
 pub mod websocket;

@@ -11,10 +11,13 @@
 //!   with one `write` when the callback returns: no per-message allocation,
 //!   and several small writes become one syscall. Only bytes the socket did
 //!   not take are copied into the connection's own queue.
-//! - Sockets are registered edge-triggered. Reads continue until a short
-//!   read, `WouldBlock` or the per-wakeup batch; a connection that still
-//!   has data after its batch goes on the `pending` list for the next turn.
-//!   Writable interest is armed only while output is queued.
+//! - Connection sockets are registered level-triggered. Reads stop at a
+//!   short read (the socket is drained), `WouldBlock` or the per-wakeup
+//!   batch; anything left is reported again by the next wait. Read interest
+//!   is off whenever the loop would not read (paused, closing, after EOF)
+//!   and writable interest is armed only while output is queued, so nothing
+//!   is reported that the loop would ignore. The `pending` list carries
+//!   `write_drained` calls, resumed reads and immediate connect results.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -994,7 +997,7 @@ impl Core {
         }
     }
 
-    /// Adds a connection and registers it (edge-triggered) with `flags`
+    /// Adds a connection and registers it (level-triggered) with `flags`
     /// describing the initial interest. On failure the connection's stats
     /// are unwound and `None` returned.
     pub fn insert_conn(

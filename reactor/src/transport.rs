@@ -313,8 +313,9 @@ impl<'a> Transport<'a> {
             return;
         }
         c.flags &= !flag::READ_PAUSED;
-        // Data that arrived while paused raised no new edge: look for it
-        // on the next turn.
+        // Re-armed read interest brings what the socket holds; this turn's
+        // read also delivers what the kernel cannot report: TLS plaintext
+        // and ciphertext held back while paused.
         if !c.has(flag::READ_PENDING) {
             c.flags |= flag::READ_PENDING;
             core.pending.push_back(crate::core::Pending::Read(key, gen));

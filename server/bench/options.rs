@@ -235,26 +235,10 @@ fn help_text() -> String {
     s
 }
 
-/// Parses `10s`, `500ms`, `1m`, `2h`, `1.5s` or a bare number of seconds.
+/// Parses `10s`, `500ms`, `1m`, `2h`, `1.5s` or a bare number of seconds
+/// (the config file's syntax), up to [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num.trim().parse().ok()?;
-    let secs = v * scale;
-    if !secs.is_finite() || secs < 0.0 || secs > MAX_DURATION.as_secs_f64() {
-        return None;
-    }
-    Some(Duration::from_secs_f64(secs))
+    crate::config::parse_duration(s).filter(|d| *d <= MAX_DURATION)
 }
 
 /// Parses `--expect`: a list of status-class digits like `2`, `23`, `2,3`.

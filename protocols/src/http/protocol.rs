@@ -38,6 +38,8 @@
 
 use std::cell::RefCell;
 use std::fmt;
+
+pub use crate::log_escape::{escape_for_log, LogEscaped};
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::Path;
@@ -667,69 +669,9 @@ impl fmt::Display for Peer {
     }
 }
 
-/// Bytes from the client made safe for a log line; see [`escape_for_log`].
-#[derive(Debug, Clone, Copy)]
-pub struct LogEscaped<'a>(&'a [u8]);
-
-/// Wraps client bytes so they display as printable ASCII: every byte that
-/// is not printable ASCII, and `"` and `\`, becomes `\xNN`. No request can
-/// then end a log line early, forge a new one, or close a quoted field.
-/// Formats lazily, without allocating.
-pub fn escape_for_log(bytes: &[u8]) -> LogEscaped<'_> {
-    LogEscaped(bytes)
-}
-
-/// Whether a byte must be written as `\xNN` in a log line.
-fn needs_log_escape(b: u8) -> bool {
-    !(b' '..=b'~').contains(&b) || b == b'"' || b == b'\\'
-}
-
-impl fmt::Display for LogEscaped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0;
-        loop {
-            let plain = rest
-                .iter()
-                .position(|&b| needs_log_escape(b))
-                .unwrap_or(rest.len());
-            let (run, tail) = rest.split_at(plain);
-            // `run` is printable ASCII, so always UTF-8.
-            f.write_str(std::str::from_utf8(run).unwrap_or_default())?;
-            let Some((&b, after)) = tail.split_first() else {
-                return Ok(());
-            };
-            write!(f, "\\x{b:02X}")?;
-            rest = after;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn log_escaping() {
-        let cases: &[(&[u8], &str)] = &[
-            (b"/plain/path?q=1&x", "/plain/path?q=1&x"),
-            (b"", ""),
-            (b"a b", "a b"),
-            (
-                b"\r\n127.0.0.1 \"GET / HTTP/1.1\" 200",
-                "\\x0D\\x0A127.0.0.1 \\x22GET / HTTP/1.1\\x22 200",
-            ),
-            (b"back\\slash", "back\\x5Cslash"),
-            (b"\x00\x1b[31m\x7f", "\\x00\\x1B[31m\\x7F"),
-            ("caf\u{e9}".as_bytes(), "caf\\xC3\\xA9"),
-            (b"\xff", "\\xFF"),
-        ];
-        for (input, want) in cases {
-            let got = escape_for_log(input).to_string();
-            assert_eq!(got, *want);
-            assert!(got.bytes().all(|b| (b' '..=b'~').contains(&b)));
-            assert!(!got.contains('"'));
-        }
-    }
 
     #[test]
     fn retry_after_rounds_up() {
