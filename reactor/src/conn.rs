@@ -130,6 +130,9 @@ pub(crate) mod flag {
     pub const GATED: u16 = 1 << 12;
     /// The listener accepted it over TLS: handshake failures count there.
     pub const TLS_SERVER: u16 = 1 << 13;
+    /// `close_lingering()` was called: once flushed, shut the write side
+    /// and read and discard input until the peer's EOF or the deadline.
+    pub const LINGER: u16 = 1 << 14;
 }
 
 /// One connection. Invariants: `out[out_sent..]` is the unsent output and

@@ -355,6 +355,37 @@ impl Core {
             }
             if conn.has(flag::CLOSING) {
                 let listener = conn.listener;
+                if conn.has(flag::LINGER) && !conn.has(flag::PEER_EOF) {
+                    // Everything is sent: say so with a FIN and drain the
+                    // peer's input until its EOF (see `close_lingering`).
+                    if !conn.has(flag::WRITE_SHUT) {
+                        conn.flags |= flag::WRITE_SHUT;
+                        if let Err(e) = conn.stream.shutdown_write() {
+                            log::debug!("shutdown(write) failed: {e}");
+                        }
+                        let drain = conn
+                            .aux_timer
+                            .take()
+                            .and_then(|id| self.timers.remove(id, &mut conn.timers_head))
+                            .and_then(|entry| match entry.kind {
+                                TimerKind::CloseLinger(drain) => drain,
+                                _ => None,
+                            })
+                            .unwrap_or(self.config.close_timeout);
+                        let at = self.now + drain;
+                        let id = self.timers.insert(
+                            at,
+                            None,
+                            key,
+                            gen,
+                            TimerKind::LingerDrain,
+                            &mut conn.timers_head,
+                        );
+                        conn.aux_timer = Some(id);
+                    }
+                    self.stats_mut(listener).bytes_out += sent as u64;
+                    return self.update_interest(key, gen);
+                }
                 self.stats_mut(listener).bytes_out += sent as u64;
                 return self.finalize(key, Disconnect::Closed);
             }
@@ -382,7 +413,7 @@ impl Core {
         };
         let want_read = !conn.has(
             flag::READ_PAUSED | flag::PEER_EOF | flag::CLOSING | flag::ABORT | flag::CONNECTING,
-        );
+        ) || lingering(conn);
         let want_write = conn.unsent() > 0 || conn.has(flag::CONNECTING);
         let have_read = conn.has(flag::READ_ARMED);
         let have_write = conn.has(flag::WRITE_ARMED);
@@ -534,12 +565,46 @@ impl Core {
             self.mark_dirty(key, gen);
         }
         if ev.readable {
-            if flags & (flag::CLOSING | flag::PEER_EOF) != 0 {
+            if flags & flag::LINGER != 0 && flags & flag::WRITE_SHUT != 0 {
+                self.drain_lingering(key, gen);
+            } else if flags & (flag::CLOSING | flag::PEER_EOF) != 0 {
                 // Not reading any more; a HUP/ERR still has to end the
                 // connection, which a write attempt will discover.
                 self.mark_dirty(key, gen);
             } else {
                 self.read_conn(key, gen);
+            }
+        }
+    }
+
+    /// Reads and discards what a lingering connection's peer still sends;
+    /// its EOF (or a reset) ends the connection.
+    fn drain_lingering(&mut self, key: u32, gen: u32) {
+        for _ in 0..self.config.read_batch.max(1) {
+            let Some(conn) = self.conn(key, gen) else {
+                return;
+            };
+            let listener = conn.listener;
+            let mut buf = self.take_read_buf();
+            let result = match self.conns.get(key as usize) {
+                Some(c) => c.stream.read(&mut buf),
+                None => Ok(0),
+            };
+            let full = buf.len();
+            self.read_buf = buf;
+            match result {
+                Ok(0) => return self.finalize(key, Disconnect::Closed),
+                Ok(n) => {
+                    self.stats_mut(listener).bytes_in += n as u64;
+                    if n < full {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Everything was sent before the drain began: a peer that
+                // resets now has had its answer.
+                Err(_) => return self.finalize(key, Disconnect::Closed),
             }
         }
     }
@@ -1469,10 +1534,15 @@ impl Core {
                     }
                 }
                 TimerKind::ProxyDeadline => self.proxy_timed_out(owner, owner_gen),
-                TimerKind::CloseLinger => {
+                TimerKind::CloseLinger(_) => {
                     let unsent = self.conn(owner, owner_gen).map(|c| c.unsent());
                     if let Some(unsent) = unsent {
                         self.finalize(owner, Disconnect::CloseTimedOut { unsent });
+                    }
+                }
+                TimerKind::LingerDrain => {
+                    if self.conn(owner, owner_gen).is_some() {
+                        self.finalize(owner, Disconnect::Closed);
                     }
                 }
                 TimerKind::Global(Some(mut cb)) => {
@@ -1556,4 +1626,11 @@ fn write_all_nonblocking(stream: &Stream, data: &[u8], error: &mut Option<io::Er
         }
     }
     off
+}
+
+/// True while a connection closed with `close_lingering` has sent
+/// everything and waits for its peer's EOF: the one closing state that
+/// still reads (and discards) input.
+fn lingering(conn: &Conn) -> bool {
+    conn.has(flag::LINGER) && conn.has(flag::WRITE_SHUT) && !conn.has(flag::PEER_EOF | flag::ABORT)
 }

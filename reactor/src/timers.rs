@@ -25,8 +25,14 @@ pub(crate) enum TimerKind {
     User,
     /// Fails a connection still connecting.
     ConnectTimeout,
-    /// Aborts a connection whose `close()` could not flush in time.
-    CloseLinger,
+    /// Aborts a connection whose `close()` could not flush in time. For
+    /// `close_lingering(drain)` it carries `drain`: once the output is
+    /// flushed, the timer is replaced by a [`TimerKind::LingerDrain`] that
+    /// far away.
+    CloseLinger(Option<Duration>),
+    /// Ends a lingering close whose peer did not send EOF in time: all
+    /// output was sent, so this is a clean close.
+    LingerDrain,
     /// Fails an accepted TLS connection still handshaking.
     Handshake,
     /// Closes a connection still waiting for its PROXY protocol header.

@@ -60,7 +60,7 @@ impl<'a> Context<'a> {
 
     /// Closes another connection after flushing its output.
     pub fn close_conn(&mut self, id: ConnId) {
-        close_conn(self.core, id.key, id.gen);
+        close_conn(self.core, id.key, id.gen, None);
     }
 
     /// Closes another connection now, discarding its output.
@@ -272,7 +272,38 @@ impl<'a> Transport<'a> {
     /// `loseConnection`). No more data is delivered. If the peer does not
     /// read the rest within the close timeout, the connection is aborted.
     pub fn close(&mut self) {
-        close_conn(self.ctx.core, self.key, self.gen);
+        close_conn(self.ctx.core, self.key, self.gen, None);
+    }
+
+    /// Closes the connection the way a server should after an answer the
+    /// peer may still be sending into (an error response to a request
+    /// whose rest is in flight, a WebSocket Close after a protocol error):
+    /// sends what is queued, shuts down the write side (over TLS, after
+    /// `close_notify`), then reads and discards input until the peer's EOF
+    /// or until `drain` has passed, and only then closes.
+    ///
+    /// A plain [`Transport::close`] with unread input makes the kernel send
+    /// a reset, which can destroy the answer before the peer reads it; this
+    /// is the "lingering close" of Apache and nginx. No more data is
+    /// delivered to the protocol; `connection_lost` says `Closed` unless the
+    /// output could not be flushed within the close timeout.
+    ///
+    /// ```
+    /// use torsion_reactor::{Protocol, Transport};
+    /// use std::time::Duration;
+    ///
+    /// /// Answers every connection's first bytes with an error and goes.
+    /// struct Refuse;
+    ///
+    /// impl Protocol for Refuse {
+    ///     fn data_received(&mut self, t: &mut Transport<'_>, _data: &mut [u8]) {
+    ///         t.write(b"59 bad request\r\n");
+    ///         t.close_lingering(Duration::from_secs(2));
+    ///     }
+    /// }
+    /// ```
+    pub fn close_lingering(&mut self, drain: Duration) {
+        close_conn(self.ctx.core, self.key, self.gen, Some(drain));
     }
 
     /// Closes the connection now, discarding queued output (Twisted's
@@ -543,7 +574,7 @@ fn write_conn(core: &mut Core, key: u32, gen: u32, data: &[u8]) -> bool {
     true
 }
 
-fn close_conn(core: &mut Core, key: u32, gen: u32) {
+fn close_conn(core: &mut Core, key: u32, gen: u32, linger: Option<Duration>) {
     let timeout = core.config.close_timeout;
     let at = core.now + timeout;
     let Some(c) = core.conns.get_mut(key as usize).filter(|c| c.gen == gen) else {
@@ -553,14 +584,17 @@ fn close_conn(core: &mut Core, key: u32, gen: u32) {
         return;
     }
     c.flags |= flag::CLOSING;
-    // The linger deadline: a peer that never reads cannot keep us forever.
+    if linger.is_some() {
+        c.flags |= flag::LINGER;
+    }
+    // The flush deadline: a peer that never reads cannot keep us forever.
     if c.aux_timer.is_none() {
         let id = core.timers.insert(
             at,
             None,
             key,
             gen,
-            TimerKind::CloseLinger,
+            TimerKind::CloseLinger(linger),
             &mut c.timers_head,
         );
         c.aux_timer = Some(id);

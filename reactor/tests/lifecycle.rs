@@ -621,3 +621,135 @@ fn shutdown_deadline_closes_connections_that_do_not_finish() {
     assert!(running.join_within(Duration::from_secs(3)).is_some());
     assert!(common::reads_eof(&mut c));
 }
+
+// ----- lingering close --------------------------------------------------------
+
+/// Answers the first bytes with `answer` and closes lingering for `drain`;
+/// counts what it was given after that (nothing, if the reactor keeps its
+/// word) and reports how the connection ended and when.
+struct RefuseLingering {
+    answer: Vec<u8>,
+    drain: Duration,
+    answered: bool,
+    delivered_after: usize,
+    lost: Sender<(Lost, usize, Instant)>,
+}
+
+impl Protocol for RefuseLingering {
+    fn data_received(&mut self, t: &mut Transport<'_>, data: &mut [u8]) {
+        if self.answered {
+            self.delivered_after += data.len();
+            return;
+        }
+        self.answered = true;
+        t.write(&self.answer);
+        t.close_lingering(self.drain);
+    }
+
+    fn connection_lost(&mut self, _t: &mut Transport<'_>, reason: &Disconnect) {
+        let _ = self
+            .lost
+            .send((Lost::from(reason), self.delivered_after, Instant::now()));
+    }
+}
+
+fn refuse_lingering(
+    answer: &[u8],
+    drain: Duration,
+) -> (
+    SocketAddr,
+    common::Running<()>,
+    mpsc::Receiver<(Lost, usize, Instant)>,
+) {
+    let (tx, rx) = mpsc::channel();
+    let answer = answer.to_vec();
+    let (addr, running) = common::start_tcp(move |_| RefuseLingering {
+        answer: answer.clone(),
+        drain,
+        answered: false,
+        delivered_after: 0,
+        lost: tx.clone(),
+    });
+    (addr, running, rx)
+}
+
+/// The case a plain close gets wrong: the peer is still sending when the
+/// server answers and closes. Unread input at close makes the kernel send a
+/// reset, which can discard the answer before the client reads it; a
+/// lingering close keeps reading (and discarding) until the client's EOF.
+#[test]
+fn close_lingering_delivers_the_answer_to_a_peer_still_sending() {
+    let answer = vec![b'A'; 200_000];
+    let (addr, running, rx) = refuse_lingering(&answer, Duration::from_secs(5));
+    let mut c = common::connect(addr);
+    let mut sender = c.try_clone().unwrap();
+    // Keep sending 2 MiB in a thread while the answer comes back.
+    let pusher = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 16 * 1024];
+        let mut sent = 0;
+        while sent < 2 << 20 {
+            match io::Write::write_all(&mut sender, &chunk) {
+                Ok(()) => sent += chunk.len(),
+                Err(_) => break,
+            }
+        }
+        let _ = sender.shutdown(Shutdown::Write);
+        sent
+    });
+    let mut got = Vec::new();
+    c.read_to_end(&mut got)
+        .expect("the answer, then EOF (no reset)");
+    assert_eq!(got.len(), answer.len(), "the whole answer arrived");
+    assert!(got == answer);
+    let sent = pusher.join().unwrap();
+    assert_eq!(sent, 2 << 20, "the server kept reading until our EOF");
+    let (lost, delivered_after, _) = rx.recv_timeout(WAIT).expect("connection never ended");
+    assert_eq!(lost, Lost::Closed);
+    assert_eq!(delivered_after, 0, "nothing was delivered after the close");
+    running.stop();
+}
+
+/// A peer that neither closes nor stops sending is let go at the drain
+/// deadline, cleanly (everything was sent).
+#[test]
+fn close_lingering_ends_at_the_drain_deadline() {
+    let (addr, running, rx) = refuse_lingering(b"bye\n", Duration::from_millis(300));
+    let mut c = common::connect(addr);
+    common::send(&mut c, b"hello");
+    let answered_at = Instant::now();
+    let got = common::read_n(&mut c, 4).unwrap();
+    assert_eq!(got, b"bye\n");
+    // The server shut its write side: EOF after the answer.
+    assert!(common::reads_eof(&mut c));
+    // Still sending: the server drains, then gives up at the deadline.
+    let (lost, delivered_after, at) = loop {
+        let _ = io::Write::write_all(&mut c, b"more");
+        if let Ok(done) = rx.recv_timeout(Duration::from_millis(50)) {
+            break done;
+        }
+        assert!(answered_at.elapsed() < WAIT, "connection never ended");
+    };
+    assert_eq!(lost, Lost::Closed);
+    assert_eq!(delivered_after, 0);
+    let took = at - answered_at;
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "ended after {took:?}"
+    );
+    running.stop();
+}
+
+/// A peer that has already sent its EOF has nothing to drain: the
+/// connection closes as soon as the answer is out.
+#[test]
+fn close_lingering_after_the_peers_eof_closes_at_once() {
+    let (addr, running, rx) = refuse_lingering(b"late\n", Duration::from_secs(30));
+    let mut c = common::connect(addr);
+    common::send(&mut c, b"request");
+    c.shutdown(Shutdown::Write).unwrap();
+    let got = common::read_to_eof(&mut c).unwrap();
+    assert_eq!(got, b"late\n");
+    let (lost, _, _) = rx.recv_timeout(Duration::from_secs(5)).expect("closed");
+    assert_eq!(lost, Lost::Closed);
+    running.stop();
+}

@@ -42,8 +42,10 @@ use super::static_files::StaticFiles;
 use super::status::Status;
 
 /// After answering a request that was cut short (too long, bad line end),
-/// input is read and dropped for at most this long before closing, so the
-/// answer is not destroyed by a TCP reset over unread bytes.
+/// the connection closes lingering
+/// ([`Transport::close_lingering`]): input is read and dropped for at most
+/// this long, so the answer is not destroyed by a TCP reset over unread
+/// bytes.
 pub const LINGER: Duration = Duration::from_secs(2);
 
 /// Chunks produced per callback at most, even if the queue still has room
@@ -173,10 +175,8 @@ enum State {
     Streaming(Box<dyn BodyStream>),
     /// Relaying a CGI process's output.
     Cgi(CgiRun),
-    /// Answered a request cut short; dropping input until EOF or the linger
-    /// deadline.
-    Lingering,
-    /// Answered; closing.
+    /// Answered; closing (plainly, or lingering after a request cut
+    /// short).
     Done,
 }
 
@@ -317,9 +317,9 @@ impl GeminiConnection {
         self.cancel_deadline(t);
         self.send_header(t, error.status(), error.reason());
         if cut_short {
-            self.state = State::Lingering;
-            t.shutdown_write();
-            self.deadline = Some(t.call_later(LINGER));
+            self.state = State::Done;
+            self.cancel_timers(t);
+            t.close_lingering(LINGER);
         } else {
             self.finish(t);
         }
@@ -570,7 +570,7 @@ impl Protocol for GeminiConnection {
     fn eof_received(&mut self, t: &mut Transport<'_>) {
         match self.state {
             // The client gave up before asking, or was answered early.
-            State::Reading | State::Lingering | State::Done => {
+            State::Reading | State::Done => {
                 self.state = State::Done;
                 self.cancel_timers(t);
                 t.close();
@@ -633,7 +633,7 @@ impl Protocol for GeminiConnection {
                     self.finish(t);
                 }
             }
-            State::Lingering | State::Streaming(_) | State::Done => self.finish(t),
+            State::Streaming(_) | State::Done => self.finish(t),
         }
     }
 

@@ -20,8 +20,9 @@ pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// connection for the next page, short enough not to hoard descriptors.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// After an error answer the write side is shut down and input is read and
-/// thrown away for at most this long before closing, so the answer is not
+/// After an error answer the connection closes lingering
+/// ([`torsion_reactor::Transport::close_lingering`]): input is read and
+/// thrown away for at most this long after the answer is sent, so it is not
 /// destroyed by a TCP reset when unread request bytes remain: enough for
 /// the client to read the answer and close, too short to be worth abusing.
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(2);

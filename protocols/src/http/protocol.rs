@@ -21,16 +21,17 @@
 //! - **One timer per connection.** A connection has one deadline at a time
 //!   (first request or head: [`HttpConfig::head_timeout`] from its first
 //!   byte; between requests and for a body: [`HttpConfig::idle_timeout`];
-//!   after an error: [`HttpConfig::linger`]). Moving the deadline later is
+//!   after the last answer the reactor's lingering close has its own).
+//!   Moving the deadline later is
 //!   a field write; the armed timer, when it fires early, re-arms for the
 //!   rest. Only moving it earlier (a head that arrives in pieces) cancels
 //!   and re-arms, so a fast keep-alive client costs no timer work per
 //!   request.
 //! - **Closing without losing the answer.** After an error (and after a
-//!   closing answer when unread bytes remain) the write side is shut down
-//!   and input is read and discarded until the peer closes or the linger
-//!   deadline passes: closing a socket with unread input sends a reset
-//!   that can destroy the answer before the client reads it.
+//!   closing answer when unread bytes remain) the connection ends with the
+//!   reactor's [`Transport::close_lingering`] for [`HttpConfig::linger`]:
+//!   closing a socket with unread input sends a reset that can destroy the
+//!   answer before the client reads it.
 //! - **Backpressure.** When queued output passes the high water mark,
 //!   reading pauses until it drains. One read's worth of pipelined requests
 //!   is answered whole, so a client that never reads can make us queue at
@@ -181,9 +182,9 @@ enum State {
     /// Skipping the body of a request already answered. Boxed: bodies are
     /// rare here, and the box keeps every idle connection small.
     Body(Box<BodySkipper>),
-    /// Answered for the last time and shut down the write side; input is
-    /// read and dropped until the peer closes or the deadline passes.
-    Draining,
+    /// Answered for the last time and closing (lingering): the reactor
+    /// delivers nothing more, and no deadline of ours applies.
+    Closed,
 }
 
 /// What to do with the connection after a batch of input.
@@ -292,6 +293,16 @@ impl HttpConnection {
         self.arm(t, at);
     }
 
+    /// Done with this connection: no buffer, no deadline of ours (the
+    /// reactor's close or lingering close takes over).
+    fn end(&mut self, t: &mut Transport<'_>) {
+        self.buf = Vec::new();
+        self.state = State::Closed;
+        if let Some((id, _)) = self.timer.take() {
+            t.cancel(id);
+        }
+    }
+
     /// Arms the one timer for `at`.
     fn arm(&mut self, t: &mut Transport<'_>, at: Instant) {
         let now = t.now();
@@ -327,7 +338,7 @@ impl HttpConnection {
                     }
                 }
             }
-            if matches!(self.state, State::Draining) || input.is_empty() {
+            if matches!(self.state, State::Closed) || input.is_empty() {
                 return Next::Open;
             }
             let (answered, rest) = if self.buf.is_empty() {
@@ -512,19 +523,12 @@ impl HttpConnection {
                 }
             }
             Next::Close => {
-                self.buf = Vec::new();
+                self.end(t);
                 t.close();
             }
             Next::Linger => {
-                self.buf = Vec::new();
-                self.state = State::Draining;
-                t.shutdown_write();
-                if self.paused {
-                    self.paused = false;
-                    t.resume_reading();
-                }
-                let at = t.now() + self.shared.config.linger;
-                self.set_deadline(t, at);
+                self.end(t);
+                t.close_lingering(self.shared.config.linger);
             }
         }
     }
@@ -538,7 +542,7 @@ impl Protocol for HttpConnection {
     }
 
     fn data_received(&mut self, t: &mut Transport<'_>, data: &mut [u8]) {
-        if matches!(self.state, State::Draining) {
+        if matches!(self.state, State::Closed) {
             return;
         }
         let shared = Rc::clone(&self.shared);
@@ -565,6 +569,7 @@ impl Protocol for HttpConnection {
         // Idle between requests: nothing is lost by closing now. Otherwise
         // the request in progress is answered with `Connection: close`.
         if matches!(self.state, State::Head) && self.buf.is_empty() {
+            self.end(t);
             t.close();
         }
     }
@@ -588,7 +593,7 @@ impl Protocol for HttpConnection {
             return;
         }
         let phase = match self.state {
-            State::Draining => None,
+            State::Closed => None,
             State::Body(_) => Some("request body"),
             State::Head if !self.buf.is_empty() || self.served == 0 => Some("request head"),
             State::Head => Some("idle keep-alive"),

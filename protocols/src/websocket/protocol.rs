@@ -18,9 +18,10 @@
 //! 3. **Closing**. We sent a Close: when the endpoint asked for it, we keep
 //!    reading (data is ignored) until the peer's Close arrives, then close
 //!    TCP. After a protocol error the decoder is done, so we send the Close
-//!    with the error's code, shut down our sending side (the peer sees
-//!    Close, then EOF) and drain input until the peer's EOF. Either way the
-//!    close deadline bounds the wait. A Close from the peer is answered
+//!    with the error's code and close lingering
+//!    ([`Transport::close_lingering`]: the peer sees Close, then EOF, and
+//!    its input is drained until its EOF). Either way the close deadline
+//!    bounds the wait. A Close from the peer is answered
 //!    with the same code and the TCP connection is closed after it is sent.
 //!
 //! Output is never unbounded: a peer that sends faster than it reads (e.g.
@@ -439,10 +440,11 @@ impl WsProtocol {
         // we are finished (Close, then EOF) and drain until its EOF, so that
         // unread input does not turn our close into a reset that could
         // destroy the Close frame before the peer reads it.
-        t.shutdown_write();
-        self.phase = Phase::Closing;
-        let deadline = self.shared.config.close_deadline;
-        self.set_timer(t, deadline);
+        self.phase = Phase::Done;
+        if let Some(old) = self.timer.take() {
+            t.cancel(old);
+        }
+        t.close_lingering(self.shared.config.close_deadline);
     }
 
     /// The keepalive timer fired in the open phase.
