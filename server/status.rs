@@ -1,7 +1,7 @@
 //! What the status page (`/status` on the HTTPS/WebSocket listener) shows:
 //! every listener of this worker, per protocol, plus gate refusals.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -20,6 +20,8 @@ pub struct Registry {
     pub listeners: Vec<(&'static str, ListenerId)>,
     /// Request counters of the HTTP redirect factories.
     pub http: Vec<Rc<RefCell<HttpStats>>>,
+    /// Requests answered by the Gemini factories.
+    pub gemini: Vec<Rc<Cell<u64>>>,
     /// The port the first HTTPS listener actually bound (it may have been
     /// configured as 0): HTTP redirects point there.
     pub https_port: Option<u16>,
@@ -78,8 +80,7 @@ impl StatusSource for ServerStatus {
         }
         for p in &mut protocols {
             p.requests = match p.name.as_str() {
-                // One request per connection, as Gemini does.
-                "gemini" => p.connections,
+                "gemini" => registry.gemini.iter().map(|r| r.get()).sum(),
                 "http" => registry.http.iter().map(|s| s.borrow().requests).sum(),
                 _ => p.requests,
             };

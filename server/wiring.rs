@@ -94,12 +94,16 @@ pub fn protocol_listeners<'a>(
     let plan = view.plan;
     for g in &plan.gemini {
         let config = gemini_config(g);
+        let registry = Rc::clone(registry);
         out.push(ListenerSpec {
             scheme: "gemini",
             endpoint: &g.endpoint,
             tls: view.tls.map(|t| t.gemini.clone()),
             make_factory: Box::new(move |port| match GeminiFactory::new(config.clone(), port) {
-                Ok(f) => Box::new(f),
+                Ok(f) => {
+                    registry.borrow_mut().gemini.push(f.requests());
+                    Box::new(f)
+                }
                 // `check` validated the config before any listener opened.
                 Err(e) => unreachable_config(e),
             }),

@@ -1313,11 +1313,17 @@ impl Core {
         }
     }
 
+    /// Reaps the child if it has exited, and then kills what is left of
+    /// its process group: a child's background processes (which may hold
+    /// its stdout open, or just keep running) do not outlive it. The group
+    /// id cannot have been reused: Linux keeps a pid number reserved while
+    /// any process still has it as its group id.
     fn try_reap(&mut self, ckey: u32) {
         if let Some(entry) = self.children.get_mut(ckey as usize) {
             if entry.status.is_none() {
                 if let Ok(Some(st)) = entry.child.try_wait() {
                     entry.status = Some(st);
+                    let _ = sys::kill_group(entry.child.id(), libc::SIGKILL);
                 }
             }
         }

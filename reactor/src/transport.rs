@@ -434,7 +434,8 @@ impl<'a> Transport<'a> {
     /// `spawnProcess`). Its stdout and stderr arrive through
     /// [`Protocol::child_output`], its exit through
     /// [`Protocol::child_exited`]. Its stdin is `/dev/null`. It runs in its
-    /// own process group; when the connection closes the whole group is
+    /// own process group; when the child exits or the connection closes,
+    /// whatever is left of the group (background processes it started) is
     /// killed. It is always reaped: no zombies.
     pub fn spawn(&mut self, mut command: Command) -> Result<ChildId, ReactorError> {
         let (key, gen) = (self.key, self.gen);

@@ -351,3 +351,45 @@ fn child_ignoring_sigterm_is_killed_with_its_group() {
     let _g = serial();
     child_dies_with_connection("trap '' TERM; sleep 30; echo done");
 }
+
+/// A child that starts background processes and exits: they hold its
+/// stdout open and would keep running forever; the reactor kills what is
+/// left of the group as soon as the child is reaped, so the output ends
+/// (EOF), `child_exited` arrives promptly and nothing survives.
+#[test]
+fn background_processes_do_not_outlive_the_child() {
+    let _g = serial();
+    let (tx, rx) = mpsc::channel();
+    let (pid_tx, pid_rx) = mpsc::channel();
+    let (addr, running) = start_runner(move || {
+        // Three sleepers inherit stdout and would outlive the shell.
+        let mut r = Runner::new(
+            sh("echo start; sleep 60 & sleep 60 & sleep 60 & exit 0"),
+            tx.clone(),
+        );
+        r.keep = true;
+        r.pid_tx = Some(pid_tx.clone());
+        r
+    });
+    let _client = common::connect(addr);
+    let pid = pid_rx.recv_timeout(WAIT).expect("child pid");
+    let started = Instant::now();
+    let report = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("child_exited was never delivered: its sleepers kept stdout open");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "child_exited took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.stdout, b"start\n");
+    assert_eq!(report.status.and_then(|s| s.code()), Some(0));
+    assert!(
+        common::wait_until(Duration::from_secs(5), || common::live_in_group(pid)
+            .is_empty()),
+        "the child's background processes survive: {:?}",
+        common::live_in_group(pid)
+    );
+    assert_eq!(running.stop(), 0, "children left in the reactor");
+    assert_no_zombies();
+}

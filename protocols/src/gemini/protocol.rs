@@ -97,6 +97,8 @@ struct Shared {
     /// One chunk buffer for every connection: a body passes through it on
     /// its way to the transport, so a streaming connection owns no buffer.
     scratch: RefCell<Vec<u8>>,
+    /// Requests answered (one access-log line each), for status pages.
+    requests: Rc<Cell<u64>>,
 }
 
 /// Builds a [`GeminiConnection`] per accepted connection. Give it to
@@ -156,8 +158,16 @@ impl GeminiFactory {
                 send_timeout: config.send_timeout,
                 chunk_size: config.chunk_size,
                 scratch: RefCell::new(Vec::new()),
+                requests: Rc::default(),
             }),
         })
+    }
+
+    /// The number of requests this factory's connections have answered
+    /// (any status, one per access-log line), shared so a status page can
+    /// read it while the factory serves.
+    pub fn requests(&self) -> Rc<Cell<u64>> {
+        Rc::clone(&self.shared.requests)
     }
 }
 
@@ -679,6 +689,8 @@ impl Protocol for GeminiConnection {
         let Some(status) = self.status else {
             return;
         };
+        let answered = &self.shared.requests;
+        answered.set(answered.get().saturating_add(1));
         let elapsed = self
             .started
             .map(|s| Instant::now().saturating_duration_since(s))

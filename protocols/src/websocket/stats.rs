@@ -98,7 +98,7 @@ pub struct ProtocolStatus {
 
 impl ProtocolStatus {
     /// A line filled from one listener's counters (connections, bytes, gate
-    /// refusals); the caller adds requests and TLS failures it knows of.
+    /// refusals, TLS failures); the caller adds the requests it knows of.
     pub fn from_listener(name: &str, stats: &ListenerStats) -> ProtocolStatus {
         let mut p = ProtocolStatus {
             name: name.to_owned(),
@@ -109,12 +109,14 @@ impl ProtocolStatus {
         p.bytes_in = stats.bytes_in;
         p.bytes_out = stats.bytes_out;
         p.gate_refusals = stats.refused.saturating_add(stats.refused_with_reply);
+        p.tls_failures = stats.tls_failures;
         p
     }
 
-    /// Adds one more listener's bytes and gate refusals (a protocol served
-    /// on several listeners).
+    /// Adds one more listener's bytes, gate refusals and TLS failures (a
+    /// protocol served on several listeners).
     pub fn add_listener(&mut self, stats: &ListenerStats) {
+        self.tls_failures = self.tls_failures.saturating_add(stats.tls_failures);
         self.bytes_in = self.bytes_in.saturating_add(stats.bytes_in);
         self.bytes_out = self.bytes_out.saturating_add(stats.bytes_out);
         self.gate_refusals = self
@@ -322,6 +324,40 @@ mod tests {
         let mut out = String::new();
         push_json_string("a\"b\\c\nd\u{1}é", &mut out);
         assert_eq!(out, "\"a\\\"b\\\\c\\nd\\u0001é\"");
+    }
+
+    #[test]
+    fn listener_counters_add_up_across_listeners() {
+        let one = ListenerStats {
+            accepted: 10,
+            active: 2,
+            bytes_in: 100,
+            bytes_out: 200,
+            refused: 1,
+            refused_with_reply: 2,
+            tls_failures: 3,
+            ..ListenerStats::default()
+        };
+        let mut line = ProtocolStatus::from_listener("gemini", &one);
+        assert_eq!(
+            (
+                line.open,
+                line.connections,
+                line.gate_refusals,
+                line.tls_failures
+            ),
+            (2, 10, 3, 3)
+        );
+        line.add_listener(&one);
+        assert_eq!(
+            (
+                line.bytes_in,
+                line.bytes_out,
+                line.gate_refusals,
+                line.tls_failures
+            ),
+            (200, 400, 6, 6)
+        );
     }
 
     #[test]
