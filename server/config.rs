@@ -215,6 +215,17 @@ listener_table! {
         redirect_port: Option<u16>,
         /// Serve `/.well-known/acme-challenge/` from here.
         acme_dir: Option<PathBuf>,
+        /// A request head must be complete this long after its first byte.
+        #[serde(default, deserialize_with = "opt_duration")]
+        head_timeout: Option<Duration>,
+        /// A keep-alive connection may sit idle (or a body trickle) this long.
+        #[serde(default, deserialize_with = "opt_duration")]
+        idle_timeout: Option<Duration>,
+        /// After an error answer, unread input is drained for this long.
+        #[serde(default, deserialize_with = "opt_duration")]
+        linger: Option<Duration>,
+        /// Requests answered on one connection before it is closed.
+        max_requests: Option<u32>,
     }
 }
 
@@ -424,6 +435,24 @@ mod tests {
             .expect_err("bad duration")
             .to_string();
         assert!(err.contains("line 2") && err.contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn http_timeouts_and_request_limit() {
+        let c = parse_str(
+            "[[http]]\nhead_timeout = \"3s\"\nidle_timeout = \"1m\"\n\
+             linger = \"500ms\"\nmax_requests = 10\n",
+        )
+        .unwrap();
+        let h = &c.http[0];
+        assert_eq!(h.head_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(h.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(h.linger, Some(Duration::from_millis(500)));
+        assert_eq!(h.max_requests, Some(10));
+        let err = parse_str("[[http]]\nlinger = 2\n")
+            .expect_err("a number is not a duration")
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]

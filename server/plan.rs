@@ -76,6 +76,12 @@ pub struct HttpPlan {
     /// port), else 443.
     pub redirect_port: Option<u16>,
     pub acme_dir: Option<PathBuf>,
+    /// Timeouts and the per-connection request limit; `None` keeps the
+    /// protocol's default.
+    pub head_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub linger: Option<Duration>,
+    pub max_requests: Option<u32>,
 }
 
 /// An HTTPS/WebSocket listener.
@@ -282,6 +288,10 @@ pub fn make(o: &Options, file: Option<FileConfig>) -> Result<Plan, ConfigError> 
                 redirect_host: h.redirect_host.clone(),
                 redirect_port: h.redirect_port,
                 acme_dir: h.acme_dir.clone(),
+                head_timeout: h.head_timeout,
+                idle_timeout: h.idle_timeout,
+                linger: h.linger,
+                max_requests: h.max_requests,
             }
         })
         .collect();
@@ -292,6 +302,10 @@ pub fn make(o: &Options, file: Option<FileConfig>) -> Result<Plan, ConfigError> 
             redirect_host: None,
             redirect_port: None,
             acme_dir: None,
+            head_timeout: None,
+            idle_timeout: None,
+            linger: None,
+            max_requests: None,
         });
     }
     if let Some(h) = http.first_mut() {

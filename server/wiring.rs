@@ -82,6 +82,18 @@ fn http_config(h: &HttpPlan, plan: &Plan) -> HttpConfig {
         .map(|g| g.hostname.clone())
         .unwrap_or_else(|| "localhost".into());
     config.acme_dir = h.acme_dir.clone();
+    if let Some(t) = h.head_timeout {
+        config.head_timeout = t;
+    }
+    if let Some(t) = h.idle_timeout {
+        config.idle_timeout = t;
+    }
+    if let Some(t) = h.linger {
+        config.linger = t;
+    }
+    if let Some(n) = h.max_requests {
+        config.max_requests = n;
+    }
     config
 }
 
