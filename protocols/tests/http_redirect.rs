@@ -724,6 +724,28 @@ fn head_deadline_closes_a_slowloris() {
     assert_eq!(stats.timeouts, 2);
 }
 
+/// The first request's head deadline runs from the connection's start: a
+/// slowloris that waits before its first byte gains nothing by it.
+#[test]
+fn head_deadline_of_the_first_request_counts_from_the_connection() {
+    let mut c = config();
+    c.head_timeout = Duration::from_millis(600);
+    let server = Server::start(c);
+    let mut client = server.connect();
+    let start = Instant::now();
+    thread::sleep(Duration::from_millis(400));
+    client.writer.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    let got = client.read_until_closed();
+    let elapsed = start.elapsed();
+    assert_eq!(got, b"", "no answer to an unfinished head");
+    assert!(
+        elapsed >= Duration::from_millis(550) && elapsed < Duration::from_millis(900),
+        "closed {elapsed:?} after connecting (deadline 600 ms from the start, not from the first byte)"
+    );
+    let stats = server.stop();
+    assert_eq!(stats.timeouts, 1);
+}
+
 #[test]
 fn idle_deadline_closes_a_quiet_keep_alive_connection() {
     let mut c = config();

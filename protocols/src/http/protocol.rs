@@ -353,8 +353,15 @@ impl HttpConnection {
                         // Shorter than MAX_HEAD, or parse_head would have
                         // said HeadTooLarge.
                         self.buf.extend_from_slice(input);
-                        let at = cx.now + cx.shared.config.head_timeout;
-                        self.set_deadline(t, at);
+                        // A later request's head has head_timeout from its
+                        // first byte; the first request's counts from the
+                        // connection's start (set in connection_made), or
+                        // a client waiting before its first byte would get
+                        // up to twice as long.
+                        if self.served > 0 {
+                            let at = cx.now + cx.shared.config.head_timeout;
+                            self.set_deadline(t, at);
+                        }
                         return Next::Open;
                     }
                     Err(e) => return self.reject(t, cx, e),
