@@ -11,4 +11,5 @@ pub mod echo;
 pub mod gemini;
 pub mod http;
 pub mod log_escape;
+pub mod open_file;
 pub mod websocket;

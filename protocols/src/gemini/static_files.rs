@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::fs::{self, File, Metadata};
+use std::fs::{self, Metadata};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,7 @@ use super::app::{Body, Handler, Request, Response};
 use super::config::{GeminiConfigError, Root, VirtualHost, MAX_LISTING_ENTRIES};
 use super::path::{safe_segments, SafePath};
 use super::status::Status;
+use crate::open_file::open_regular;
 
 /// MIME type of `text/gemini` documents.
 pub const GEMINI_MIME: &str = "text/gemini";
@@ -181,17 +182,13 @@ impl StaticFiles {
     }
 
     fn file_response(&self, path: &Path, name: &str, request: &Request) -> Response {
-        let file = match File::open(path) {
-            Ok(f) => f,
+        // Checked again on the open file, opened so that nothing can block:
+        // what was looked up may have been swapped for a FIFO since.
+        let file = match open_regular(path) {
+            Ok((f, _)) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => return Response::not_found(),
             Err(e) => return refusal(&lookup_error(e), request),
         };
-        // Checked again on the open file: what was looked up may have been
-        // swapped since.
-        match file.metadata() {
-            Ok(m) if m.is_file() => {}
-            Ok(_) => return Response::not_found(),
-            Err(e) => return refusal(&Lookup::Failed(e), request),
-        }
         let mime = with_lang(mime_for(name), self.default_lang.as_deref());
         Response::success(mime, Body::from(file))
     }

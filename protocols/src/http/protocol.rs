@@ -41,7 +41,6 @@ use std::cell::RefCell;
 use std::fmt;
 
 pub use crate::log_escape::{escape_for_log, LogEscaped};
-use std::fs::{self, File};
 use std::io::Read;
 use std::path::Path;
 use std::rc::Rc;
@@ -636,19 +635,16 @@ fn acme_request<'b>(
 /// [`MAX_ACME_FILE`] bytes. `token` is `[A-Za-z0-9_-]+` (checked by
 /// [`acme_token`]), so the path cannot leave `dir`.
 ///
-/// Read synchronously: the file is tiny and local, and checking it is a
-/// regular file first means opening it cannot block (no FIFO, no device).
+/// Read synchronously: the file is tiny and local, and it is opened with
+/// [`crate::open_file::open_regular`], so a FIFO or device swapped in
+/// cannot block the reactor (and a symlink there is refused).
 fn read_challenge(dir: &Path, token: &str) -> Option<Vec<u8>> {
     let path = dir.join(token);
-    let meta = fs::metadata(&path).ok()?;
-    if !meta.is_file() {
-        return None;
-    }
+    let (file, meta) = crate::open_file::open_regular(&path).ok()?;
     if meta.len() > MAX_ACME_FILE {
         log::warn!("ACME challenge {} is too large to serve", path.display());
         return None;
     }
-    let file = File::open(&path).ok()?;
     let mut body = Vec::new();
     file.take(MAX_ACME_FILE + 1).read_to_end(&mut body).ok()?;
     (body.len() as u64 <= MAX_ACME_FILE).then_some(body)
@@ -684,6 +680,7 @@ impl fmt::Display for Peer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn retry_after_rounds_up() {
