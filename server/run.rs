@@ -19,7 +19,7 @@ use crate::activation::{self, InheritedSockets};
 use crate::plan::{Endpoint, Plan};
 use crate::privileges::{self, Target};
 use crate::startup::{FailUnlessReported, Startup};
-use crate::status::SharedRegistry;
+use crate::status::{SharedRegistry, WorkerBoard};
 use crate::tls_setup::{self, TlsSetup};
 
 /// How often the gates forget quiet clients (bounded memory under scans).
@@ -48,6 +48,8 @@ struct Shared {
     prebound: Vec<Vec<TcpListener>>,
     /// Where the workers wait for the privilege drop.
     startup: Startup,
+    /// Every worker's status lines, for the status page.
+    board: Arc<WorkerBoard>,
     /// Who to become once every listener is open.
     drop_to: Option<Target>,
     /// The pid file was written by this process (so removing it at exit
@@ -155,6 +157,8 @@ pub struct SharedView<'a> {
     pub gates: Vec<(&'static str, RateGate)>,
     /// When the server started (the status page's uptime).
     pub started: Instant,
+    /// Every worker's status lines, for the status page.
+    pub board: Arc<WorkerBoard>,
 }
 
 fn shared_view(shared: &Shared) -> SharedView<'_> {
@@ -163,6 +167,7 @@ fn shared_view(shared: &Shared) -> SharedView<'_> {
         tls: shared.tls.as_ref(),
         gates: shared.gates.clone(),
         started: shared.started,
+        board: Arc::clone(&shared.board),
     }
 }
 
@@ -199,6 +204,7 @@ pub fn run(plan: Plan, drop_to: Option<Target>) -> Result<(), Box<dyn std::error
         started: Instant::now(),
         prebound: Vec::new(),
         startup: Startup::new(workers),
+        board: WorkerBoard::new(workers),
         drop_to,
         pid_file_written: AtomicBool::new(false),
     };
@@ -326,9 +332,10 @@ enum Source<'a> {
 
 fn worker(index: usize, shared: &Shared) -> Result<(), Box<dyn std::error::Error>> {
     let opened = open_listeners(index, shared);
-    let (reactor, _registry, ids) = shared
+    let (reactor, registry, ids) = shared
         .startup
         .sync(index, opened, || become_ready(shared))?;
+    shared.board.enter(index, reactor.handle(), registry);
     if index == 0 {
         for (scheme, id) in ids {
             let bound = reactor

@@ -3,6 +3,7 @@
 //! torsion-protocols).
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use torsion_protocols::gemini::{GeminiConfig, GeminiFactory, Root, VirtualHost};
 use torsion_protocols::http::{HttpConfig, HttpFactory, RedirectCode};
@@ -132,13 +133,21 @@ pub fn protocol_listeners<'a>(
         let registry = Rc::clone(registry);
         let gates = view.gates.clone();
         let started = view.started;
+        let board = Arc::clone(&view.board);
         out.push(ListenerSpec {
             scheme: if w.plain { "ws" } else { "https" },
             endpoint: &w.endpoint,
             tls,
             make_factory: Box::new(move |_port| {
-                let source = ServerStatus::new(started, Rc::clone(&registry), gates.clone());
-                Box::new(WsFactory::with_status_source(config.clone(), source))
+                let source = ServerStatus::new(
+                    started,
+                    Rc::clone(&registry),
+                    gates.clone(),
+                    Arc::clone(&board),
+                );
+                let factory = WsFactory::with_status_source(config.clone(), source);
+                registry.borrow_mut().ws.push(factory.handle());
+                Box::new(factory)
             }),
         });
     }

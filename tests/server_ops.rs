@@ -1,7 +1,7 @@
 //! Operating the built binary: the configuration file's errors and
-//! `--check-config`, `--workers 2` serving from both threads, the pid file,
-//! SIGTERM letting an open connection finish, SIGHUP picking up a changed
-//! certificate.
+//! `--check-config`, `--workers 2` serving from both threads (and the
+//! status page counting both), the pid file, SIGTERM letting an open
+//! connection finish, SIGHUP picking up a changed certificate.
 
 mod server_support;
 
@@ -10,7 +10,9 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use server_support::{command, echo_once, free_port, gemini, Server, TempDir, TIMEOUT};
+use server_support::{
+    command, echo_once, free_port, gemini, tls_connect, Server, TempDir, TIMEOUT,
+};
 
 fn run_to_end(dir: &TempDir, args: &[&str]) -> (Option<i32>, String, String) {
     let out = command(dir, args)
@@ -98,6 +100,77 @@ fn two_workers_each_serve_connections() {
         after.0 >= before.0 + 10 && after.1 >= before.1 + 10,
         "both workers should have served: (main, worker-1) switches {before:?} → {after:?}"
     );
+}
+
+/// The number after `"key":` in the status JSON's line for `protocol`.
+fn status_count(json: &str, protocol: &str, key: &str) -> Option<u64> {
+    let line = json.split(&format!("\"name\":\"{protocol}\"")).nth(1)?;
+    let line = line.split('}').next()?;
+    let value = line.split(&format!("\"{key}\":")).nth(1)?;
+    value
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn the_status_page_of_one_worker_counts_every_workers_requests() {
+    let dir = TempDir::new("workers-status");
+    let gemini_port = free_port().to_string();
+    let ws_port = free_port().to_string();
+    let server = Server::start(
+        command(
+            &dir,
+            &[
+                "--workers",
+                "2",
+                "--no-http",
+                "--port",
+                &gemini_port,
+                "--ws-port",
+                &ws_port,
+                "--max-conns-per-ip",
+                "0",
+            ],
+        ),
+        2,
+    );
+    let gemini_addr = server.addr("gemini");
+    let https = server.addr("https");
+    // SO_REUSEPORT spreads 40 connections over both workers.
+    const REQUESTS: u64 = 40;
+    for _ in 0..REQUESTS {
+        let reply = gemini(gemini_addr, "gemini://localhost/");
+        assert!(reply.header.starts_with("20 "), "{}", reply.header);
+    }
+    // Whichever worker serves /status reports both: other workers' lines
+    // arrive one snapshot later.
+    let tls = tls_connect(https, "localhost", &[b"http/1.1"]);
+    let url = format!("wss://localhost:{}/status", https.port());
+    let (mut ws, _) = tungstenite::client(url, tls).expect("/status");
+    let deadline = Instant::now() + TIMEOUT;
+    let mut last = String::new();
+    loop {
+        if let tungstenite::Message::Text(t) = ws.read().expect("a snapshot") {
+            last = t.as_str().to_owned();
+            let requests = status_count(&last, "gemini", "requests");
+            let connections = status_count(&last, "gemini", "connections");
+            if requests == Some(REQUESTS) {
+                assert_eq!(connections, Some(REQUESTS), "{last}");
+                break;
+            }
+            assert!(
+                requests.is_some_and(|r| r < REQUESTS),
+                "more requests than were made: {last}"
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the status page never counted all {REQUESTS} requests of both workers; last: {last}"
+        );
+    }
+    let _ = ws.close(None);
 }
 
 #[test]

@@ -5,8 +5,8 @@ use std::net::TcpListener;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixListener;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use polling::{Event, Events, Poller};
@@ -34,10 +34,17 @@ const CMD_NONE: u8 = 0;
 const CMD_SHUTDOWN: u8 = 1;
 const CMD_STOP: u8 = 2;
 
+/// A function sent from another thread to run on the reactor's.
+type ForeignCall = Box<dyn FnOnce(&mut Context<'_>) + Send>;
+
 /// State shared with [`ReactorHandle`]s on other threads.
 pub(crate) struct Shared {
     command: AtomicU8,
     shutdown_ms: AtomicU64,
+    /// Set when `calls` may hold something, so the loop takes the lock only
+    /// then.
+    has_calls: AtomicBool,
+    calls: Mutex<Vec<ForeignCall>>,
 }
 
 /// Events fetched from the poller per wakeup.
@@ -68,6 +75,8 @@ impl Reactor {
         let shared = Arc::new(Shared {
             command: AtomicU8::new(CMD_NONE),
             shutdown_ms: AtomicU64::new(0),
+            has_calls: AtomicBool::new(false),
+            calls: Mutex::new(Vec::new()),
         });
         let capacity = NonZeroUsize::new(EVENTS_PER_WAKEUP).unwrap_or(NonZeroUsize::MIN);
         Ok(Reactor {
@@ -355,10 +364,30 @@ impl Reactor {
             for ev in self.events.iter() {
                 core.dispatch(ev);
             }
+            run_foreign_calls(core);
             core.run_pending();
             core.fire_timers();
         }
         Ok(())
+    }
+}
+
+/// Runs what other threads sent with [`ReactorHandle::call_from_thread`],
+/// in the order they sent it.
+fn run_foreign_calls(core: &mut Core) {
+    if !core.shared.has_calls.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    let calls = match core.shared.calls.lock() {
+        Ok(mut queue) => std::mem::take(&mut *queue),
+        // A sender panicked while holding the lock (it only pushes): the
+        // queue itself is intact.
+        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+    };
+    for call in calls {
+        let mut ctx = Context::new(core);
+        call(&mut ctx);
+        core.settle();
     }
 }
 
@@ -442,6 +471,40 @@ impl ReactorHandle {
     /// returns, connections stay open until the reactor is dropped.
     pub fn stop(&self) {
         self.shared.command.store(CMD_STOP, Ordering::Release);
+        let _ = self.poller.notify();
+    }
+
+    /// Runs `f` on the reactor's thread, soon (Twisted's
+    /// `callFromThread`): the loop is woken, and `f` runs after the events
+    /// of that wakeup, with a [`Context`] to reach connections, timers and
+    /// listeners. Calls run in the order they were sent. A call sent to a
+    /// reactor that has stopped runs if it is run again, else is dropped
+    /// with it.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use torsion_reactor::Reactor;
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let handle = reactor.handle();
+    /// let (tx, rx) = mpsc::channel();
+    /// std::thread::spawn(move || {
+    ///     // From another thread: count the reactor's connections, then stop it.
+    ///     handle.call_from_thread(move |ctx| {
+    ///         let _ = tx.send(ctx.connection_count());
+    ///         ctx.stop();
+    ///     });
+    /// });
+    /// reactor.run()?;
+    /// assert_eq!(rx.recv().unwrap(), 0);
+    /// # Ok::<(), torsion_reactor::ReactorError>(())
+    /// ```
+    pub fn call_from_thread(&self, f: impl FnOnce(&mut Context<'_>) + Send + 'static) {
+        match self.shared.calls.lock() {
+            Ok(mut queue) => queue.push(Box::new(f)),
+            Err(poisoned) => poisoned.into_inner().push(Box::new(f)),
+        }
+        self.shared.has_calls.store(true, Ordering::Release);
         let _ = self.poller.notify();
     }
 

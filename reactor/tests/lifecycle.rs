@@ -753,3 +753,41 @@ fn close_lingering_after_the_peers_eof_closes_at_once() {
     assert_eq!(lost, Lost::Closed);
     running.stop();
 }
+
+// ----- calls from other threads ----------------------------------------------
+
+/// Sends its connection id out on connect, so another thread can reach it.
+struct Announce(Sender<torsion_reactor::ConnId>);
+
+impl Protocol for Announce {
+    fn connection_made(&mut self, t: &mut Transport<'_>) {
+        let _ = self.0.send(t.id());
+    }
+
+    fn data_received(&mut self, _t: &mut Transport<'_>, _data: &mut [u8]) {}
+}
+
+/// Another thread writes to a connection and closes it through
+/// `call_from_thread`; calls from one thread run in the order sent, and an
+/// idle loop is woken for them (nothing else happens on it meanwhile).
+#[test]
+fn calls_from_another_thread_run_on_the_reactor_in_order() {
+    let (id_tx, id_rx) = mpsc::channel();
+    let (addr, running) = common::start_tcp(move |_| Announce(id_tx.clone()));
+    let handle = running.handle.clone();
+    let mut c = common::connect(addr);
+    let id = id_rx.recv_timeout(WAIT).expect("connection_made");
+    let sender = std::thread::spawn(move || {
+        for i in 0..100 {
+            handle.call_from_thread(move |ctx| {
+                assert!(ctx.write_to(id, format!("{i:03}").as_bytes()));
+            });
+        }
+        handle.call_from_thread(move |ctx| ctx.close_conn(id));
+    });
+    sender.join().unwrap();
+    let got = common::read_to_eof(&mut c).unwrap();
+    let expected: String = (0..100).map(|i| format!("{i:03}")).collect();
+    assert_eq!(String::from_utf8(got).unwrap(), expected);
+    running.stop();
+}

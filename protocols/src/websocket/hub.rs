@@ -360,6 +360,12 @@ impl WsHandle {
         self.shared.hub.borrow().stats.clone()
     }
 
+    /// A copy of the counters, or `None` while the factory's hub is busy
+    /// (when called from inside its own status source).
+    pub fn try_stats(&self) -> Option<WsStats> {
+        self.shared.hub.try_borrow().ok().map(|h| h.stats.clone())
+    }
+
     /// The connections in a group now (`"chat"`, `"status"`, or one an
     /// endpoint named).
     pub fn members(&self, group: &str) -> Vec<ConnId> {
