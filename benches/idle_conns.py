@@ -18,9 +18,25 @@ Protocol on stdout (one line each, flushed), so the caller can sample RSS:
   "alive K"       two seconds later: how many are still open
 Then it holds them until killed. Nothing here is timed: it is not a load
 generator, it only has to leave connections open.
+
+It opens them from OPENERS threads at once (blocking sockets; the TLS
+handshakes release the GIL), so 10,000 are open within seconds: a server
+may close a connection that stays silent too long (torsion's Gemini
+listener waits 10 s for a request), and every one must still be open when
+the caller reads the RSS.
+
+When HOST is an IPv4 loopback address the connections come from
+127.0.0.2, 127.0.0.3, ... with at most PER_SOURCE per source address, so a
+server's per-client connection cap (torsion: --max-conns-per-ip, 256 by
+default) never refuses them and every server is treated the same.
+
+It needs N descriptors and a few more: the soft limit is raised to the hard
+limit (and the hard limit too, when allowed), or it stops with a message.
 """
 
 import base64
+import concurrent.futures
+import ipaddress
 import os
 import resource
 import socket
@@ -34,11 +50,55 @@ IO_TIMEOUT = 10.0
 GO_TIMEOUT = 120.0
 # Throw-away exchanges before the baseline.
 WARM = 8
+# Connections being opened at once.
+OPENERS = 32
+# Connections per source address: below torsion's default per-client cap
+# (256), with room for the warm-up ones.
+PER_SOURCE = 200
+# Descriptors needed beyond one per connection (stdio, the interpreter's
+# own, the duplicates the "alive" check makes one at a time).
+SPARE_FDS = 64
 
 
-def raise_nofile():
+def raise_nofile(n):
+    """Allows N connections' descriptors, or stops with a message."""
+    need = n + SPARE_FDS
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < need:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
+            return
+        except (ValueError, OSError):
+            raise SystemExit(
+                f"{n} connections need {need} descriptors; the hard limit is {hard} "
+                f"(raise it: ulimit -Hn {need}, as root, or LimitNOFILE=)"
+            )
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def sources(host, n):
+    """The source address of each of N connections (None: the kernel's pick)."""
+    try:
+        dest = ipaddress.ip_address(host)
+    except ValueError:
+        return [None] * n
+    if dest.version != 4 or not dest.is_loopback:
+        return [None] * n
+    first = int(ipaddress.IPv4Address("127.0.0.2"))
+    last = int(ipaddress.IPv4Address("127.255.255.254"))
+    out = []
+    for i in range(n):
+        addr = first + i // PER_SOURCE
+        if addr > last:
+            raise SystemExit(f"{n} connections: more than 127.0.0.0/8 holds at {PER_SOURCE} each")
+        out.append(str(ipaddress.IPv4Address(addr)))
+    return out
+
+
+def connect_from(host, port, source):
+    if source is None:
+        return socket.create_connection((host, port), timeout=IO_TIMEOUT)
+    return socket.create_connection((host, port), timeout=IO_TIMEOUT, source_address=(source, 0))
 
 
 def read_head(sock):
@@ -53,13 +113,17 @@ def read_head(sock):
     return head, rest
 
 
-def open_tls(host, port, ctx):
-    raw = socket.create_connection((host, port), timeout=IO_TIMEOUT)
-    return ctx.wrap_socket(raw, server_hostname="localhost")
+def open_tls(host, port, source, ctx):
+    raw = connect_from(host, port, source)
+    try:
+        return ctx.wrap_socket(raw, server_hostname="localhost")
+    except BaseException:
+        raw.close()
+        raise
 
 
-def open_http(host, port):
-    sock = socket.create_connection((host, port), timeout=IO_TIMEOUT)
+def open_http(host, port, source):
+    sock = connect_from(host, port, source)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
     head, rest = read_head(sock)
     length = 0
@@ -75,8 +139,8 @@ def open_http(host, port):
     return sock
 
 
-def open_ws(host, port):
-    sock = socket.create_connection((host, port), timeout=IO_TIMEOUT)
+def open_ws(host, port, source):
+    sock = connect_from(host, port, source)
     key = base64.b64encode(os.urandom(16))
     sock.sendall(
         b"GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
@@ -101,11 +165,11 @@ def opener(kind, host, port):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        return lambda: open_tls(host, port, ctx)
+        return lambda source: open_tls(host, port, source, ctx)
     if kind == "http":
-        return lambda: open_http(host, port)
+        return lambda source: open_http(host, port, source)
     if kind == "ws":
-        return lambda: open_ws(host, port)
+        return lambda source: open_ws(host, port, source)
     raise SystemExit(f"unknown kind {kind!r} (tls, http or ws)")
 
 
@@ -128,11 +192,12 @@ def main():
         raise SystemExit(__doc__)
     kind, host, port, n, gofile = sys.argv[1:]
     port, n = int(port), int(n)
-    raise_nofile()
+    raise_nofile(n)
     connect = opener(kind, host, port)
+    froms = sources(host, n)
     for _ in range(WARM):
         try:
-            connect().close()
+            connect(froms[0] if froms else None).close()
         except OSError as e:
             print(f"warm-up connection failed: {e}", file=sys.stderr)
     print("warm", flush=True)
@@ -141,13 +206,20 @@ def main():
         if time.monotonic() > deadline:
             raise SystemExit("no go-ahead")
         time.sleep(0.05)
-    held, failed, first_error = [], 0, None
-    for _ in range(n):
+    def attempt(source):
         try:
-            held.append(connect())
+            return connect(source)
         except OSError as e:
-            failed += 1
-            first_error = first_error or e
+            return e
+
+    held, failed, first_error = [], 0, None
+    with concurrent.futures.ThreadPoolExecutor(max_workers=OPENERS) as pool:
+        for result in pool.map(attempt, froms):
+            if isinstance(result, OSError):
+                failed += 1
+                first_error = first_error or result
+            else:
+                held.append(result)
     if first_error:
         print(f"{failed} connections failed; first: {first_error}", file=sys.stderr)
     print(f"ready {len(held)} {failed}", flush=True)

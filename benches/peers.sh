@@ -2,10 +2,11 @@
 # torsion against its peers on the same work, in one run (issue 9 point 3;
 # the benchmark points of issues 4, 5 and 6).
 #
-#   benches/peers.sh                 # 3 rounds of 5 s per workload (~6-8 min)
-#   QUICK=1 benches/peers.sh         # 1 round of 2 s: does the script work?
+#   benches/peers.sh                 # 3 rounds of 5 s per workload (~10-12 min)
+#   QUICK=1 benches/peers.sh         # 1 round of 2 s, 1 s sweep: does the script work?
 #   ROUNDS=5 SECS=10 benches/peers.sh
 #   ONLY=ws benches/peers.sh         # sections: gemini,http,ws
+#   SWEEP=0 IDLE_N=2000 benches/peers.sh   # no concurrency sweep, fewer idle connections
 #
 # What it does:
 #   - installs the peers when missing: agate (cargo install), Jetforce and
@@ -21,11 +22,19 @@
 #     one load core often cannot saturate one server core;
 #   - measures RSS per idle connection (RSS before and after IDLE_N idle
 #     connections, each having done one exchange) on freshly started
-#     servers, before any load;
+#     servers, before any load; benches/idle_conns.py opens them from
+#     127.0.0.2, 127.0.0.3, ... (200 per address), so no server's
+#     per-client cap refuses them;
+#   - after the rounds, sweeps concurrency: each server once at each of
+#     SWEEP_CONNS (1, 64, 512) concurrent connections for SWEEP_SECS, on
+#     the section's main workload (Gemini page, HTTP keep-alive, WebSocket
+#     64 B echo);
 #   - writes medians and ratios (peer / torsion, for CPU per operation) to
-#     benches/results/peers.md, every round to peers-rounds.tsv, and a bar
-#     chart of server CPU per operation to peers.svg (written here with awk,
-#     no plotting runtime).
+#     benches/results/peers.md, every round to peers-rounds.tsv, every sweep
+#     run to peers-sweep.tsv, a bar chart of server CPU per operation to
+#     peers.svg and a line chart of throughput against concurrency per
+#     section to peers-sweep-SECTION.svg (all written here with awk, no
+#     plotting runtime).
 #
 # Servers run with logging at warn (RUST_LOG=warn for torsion and agate,
 # access_log off for nginx): an access-log line per request is not free.
@@ -33,10 +42,12 @@
 # cost is part of Jetforce's figure (said in the report).
 #
 # Environment: ROUNDS (3), SECS (5), WARMUP (1, seconds before each measured
-# window), CONNS (64), IDLE_N (2000), SERVER_CORE (0), LOAD_CORE (1), ONLY
-# (gemini,http,ws), QUICK (0), SKIP_INSTALL (0), SKIP_BUILD (0), OUT_DIR
-# (benches/results), CARGO_TARGET_DIR (target), KEEP_WORK (0: keep the
-# temporary directory with every server log and raw JSON).
+# window), CONNS (64), IDLE_N (10000), SWEEP (1; 0 skips the concurrency
+# sweep), SWEEP_CONNS ("1 64 512"), SWEEP_SECS (3), SERVER_CORE (0),
+# LOAD_CORE (1), ONLY (gemini,http,ws), QUICK (0), SKIP_INSTALL (0),
+# SKIP_BUILD (0), OUT_DIR (benches/results), CARGO_TARGET_DIR (target),
+# KEEP_WORK (0: keep the temporary directory with every server log and raw
+# JSON).
 #
 # Everything it starts it stops by PID (also on error or Ctrl-C); every
 # load run is bounded with timeout.
@@ -50,13 +61,17 @@ QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
     ROUNDS=${ROUNDS:-1}
     SECS=${SECS:-2}
+    SWEEP_SECS=${SWEEP_SECS:-1}
 else
     ROUNDS=${ROUNDS:-3}
     SECS=${SECS:-5}
+    SWEEP_SECS=${SWEEP_SECS:-3}
 fi
 WARMUP=${WARMUP:-1}
 CONNS=${CONNS:-64}
-IDLE_N=${IDLE_N:-2000}
+IDLE_N=${IDLE_N:-10000}
+SWEEP=${SWEEP:-1}
+SWEEP_CONNS=${SWEEP_CONNS:-1 64 512}
 SERVER_CORE=${SERVER_CORE:-0}
 LOAD_CORE=${LOAD_CORE:-1}
 ONLY=${ONLY:-gemini,http,ws}
@@ -69,10 +84,15 @@ TORSION=$TARGET_DIR/release/torsion
 TOKIO_WS=$TARGET_DIR/release/examples/tokio_ws_echo
 CLK_TCK=$(getconf CLK_TCK)
 
-for v in ROUNDS SECS WARMUP CONNS IDLE_N SERVER_CORE LOAD_CORE; do
+for v in ROUNDS SECS WARMUP CONNS IDLE_N SWEEP SWEEP_SECS SERVER_CORE LOAD_CORE; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "peers.sh: $v must be a whole number, not '${!v}'" >&2; exit 2; }
 done
-((ROUNDS >= 1 && SECS >= 1)) || { echo "peers.sh: ROUNDS and SECS must be at least 1" >&2; exit 2; }
+((ROUNDS >= 1 && SECS >= 1 && SWEEP_SECS >= 1)) || { echo "peers.sh: ROUNDS, SECS and SWEEP_SECS must be at least 1" >&2; exit 2; }
+# Commas or spaces; ascending whole numbers.
+SWEEP_CONNS=${SWEEP_CONNS//,/ }
+for c in $SWEEP_CONNS; do
+    [[ $c =~ ^[1-9][0-9]*$ ]] || { echo "peers.sh: SWEEP_CONNS must list whole numbers, not '$c'" >&2; exit 2; }
+done
 
 log() { printf '[peers %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -80,9 +100,14 @@ die() { log "error: $*"; exit 1; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/torsion-peers.XXXXXX")
 STARTED=()         # PIDs of servers and helpers still running
 ROUNDS_TSV=$WORK/rounds.tsv
+SWEEP_TSV=$WORK/sweep.tsv
 MEM_TSV=$WORK/memory.tsv
 NOTES_TSV=$WORK/notes.tsv
+# Where bench_run and wrk_run append their line: the sweep sets it (with
+# SECS and CONNS) as a local for the functions it calls.
+RUN_TSV=$ROUNDS_TSV
 : >"$ROUNDS_TSV"
+: >"$SWEEP_TSV"
 : >"$MEM_TSV"
 : >"$NOTES_TSV"
 
@@ -257,7 +282,7 @@ bench_run() {
         note "$section" "$workload against $server, round $round: torsion bench failed: $(tail -n 3 "$json.err" | tr '\n\t' '  ')"
         return 0
     fi
-    python3 - "$json" "$section" "$workload" "$server" "$round" >>"$ROUNDS_TSV" <<'EOF'
+    python3 - "$json" "$section" "$workload" "$server" "$round" >>"$RUN_TSV" <<'EOF'
 import json, sys
 path, section, workload, server, rnd = sys.argv[1:]
 d = json.load(open(path))
@@ -268,7 +293,7 @@ print("\t".join([section, workload, server, rnd, f(d.get("ops_per_s")),
                  f(cpu.get("server_us_per_op")), f(cpu.get("harness_util")),
                  str(d.get("errors", {}).get("total", 0))]))
 EOF
-    tail -n 1 "$ROUNDS_TSV" | awk -F'\t' '{printf "  %-10s %-18s round %s: %12s ops/s  %9s µs server CPU/op  load %s  errors %s\n", $2, $3, $4, $5, $6, $7, $8}' >&2
+    tail -n 1 "$RUN_TSV" | awk -F'\t' '{printf "  %-10s %-18s round %s: %12s ops/s  %9s µs server CPU/op  load %s  errors %s\n", $2, $3, $4, $5, $6, $7, $8}' >&2
 }
 
 # One wrk run against PID (HTTP); server CPU from /proc over wrk's run.
@@ -303,8 +328,8 @@ wrk_run() {
             cpu = (n > 0) ? dc / hz * 1e6 / n : "nan"
             printf "%s\t%s\t%s\t%s\t%.3f\t%s\t%.3f\t%d\n", s, w, sv, r, rps, \
                 (n > 0 ? sprintf("%.3f", cpu) : "nan"), util, err
-        }' "$out" >>"$ROUNDS_TSV"
-    tail -n 1 "$ROUNDS_TSV" | awk -F'\t' '{printf "  %-10s %-18s round %s: %12s ops/s  %9s µs server CPU/op  load %s  errors %s\n", $2, $3, $4, $5, $6, $7, $8}' >&2
+        }' "$out" >>"$RUN_TSV"
+    tail -n 1 "$RUN_TSV" | awk -F'\t' '{printf "  %-10s %-18s round %s: %12s ops/s  %9s µs server CPU/op  load %s  errors %s\n", $2, $3, $4, $5, $6, $7, $8}' >&2
 }
 
 # RSS per idle connection: IDLE_N connections of KIND (tls, http, ws), each
@@ -389,8 +414,43 @@ round_order() {
     fi
 }
 
+# The concurrency sweep of a section: each server once at each of
+# SWEEP_CONNS on the section's main workload, SWEEP_SECS each, the order of
+# the servers reversing at every level. Lines go to sweep.tsv with "cN" in
+# the round column.
+# sweep SECTION WORKLOAD
+sweep() {
+    local section=$1 workload=$2
+    ((SWEEP)) || return 0
+    # Seen by bench_run and wrk_run (bash scoping is dynamic).
+    local RUN_TSV=$SWEEP_TSV SECS=$SWEEP_SECS CONNS c i k=0
+    log "   $section sweep: ${SV_NAMES[*]} at -c ${SWEEP_CONNS// /, }, $SECS s each"
+    for c in $SWEEP_CONNS; do
+        CONNS=$c
+        k=$((k + 1))
+        for i in $(round_order "$k"); do
+            case $section in
+                gemini)
+                    bench_run gemini "$workload" "${SV_NAMES[$i]}" "c$c" "${SV_PIDS[$i]}" \
+                        "gemini://localhost:${SV_PORTS[$i]}/" -c "$c"
+                    ;;
+                http)
+                    wrk_run http "$workload" "${SV_NAMES[$i]}" "c$c" "${SV_PIDS[$i]}" "${SV_PORTS[$i]}"
+                    ;;
+                ws)
+                    bench_run ws "$workload" "${SV_NAMES[$i]}" "c$c" "${SV_PIDS[$i]}" \
+                        "ws://127.0.0.1:${SV_PORTS[$i]}/echo" -c "$c" --size 64 --pipeline 8
+                    ;;
+            esac
+        done
+    done
+}
+
 # ---------------------------------------------------------------- sections
 
+# --max-conns-per-ip 0: the load comes from one address with up to 512
+# connections (the sweep), and no peer caps connections per client. (The
+# idle connections come from many addresses, so they would not need it.)
 torsion_server() { # section port logfile [torsion options]
     local section=$1 port=$2 logf=$3
     shift 3
@@ -452,6 +512,7 @@ gemini_section() {
                 "gemini://localhost:${SV_PORTS[$i]}/" -c "$CONNS"
         done
     done
+    sweep gemini index
     stop_servers
 }
 
@@ -471,8 +532,8 @@ worker_processes 1;
 daemon off;
 error_log stderr warn;
 pid $WORK/nginx/nginx.pid;
-worker_rlimit_nofile 20000;
-events { worker_connections 8192; }
+worker_rlimit_nofile $((IDLE_N + 2048));
+events { worker_connections $((IDLE_N + 1024)); }
 http {
     access_log off;
     client_body_temp_path $WORK/nginx/body;
@@ -507,6 +568,7 @@ EOF
                 -H 'Connection: close'
         done
     done
+    sweep http keepalive
     stop_servers
 }
 
@@ -549,6 +611,7 @@ ws_section() {
                 "ws://127.0.0.1:${SV_PORTS[$i]}/echo" -c "$CONNS" --connect-only
         done
     done
+    sweep ws echo64
     stop_servers
 }
 
@@ -657,7 +720,7 @@ memory_table() {
         END {
             if (nr == 0) exit
             print ""
-            printf "Idle memory: RSS before and after %d idle connections, divided by them.\n\n", n
+            printf "Idle memory: RSS before and after %d idle connections (each after one exchange, opened 32 at a time from 127.0.0.2, 127.0.0.3, ... with 200 per address), divided by them.\n\n", n
             print "| server | KiB per idle connection | ratio peer/torsion | goal (torsion) | opened | still open 2 s later |"
             print "|---|--:|--:|---|--:|--:|"
             for (i = 1; i <= nr; i++) {
@@ -724,11 +787,164 @@ write_svg() {
         }' "$WORK/medians.tsv"
 }
 
+# Whether the sweep measured anything in a section.
+has_sweep() {
+    awk -F'\t' -v sec="$1" '$1 == sec && $5 != "nan" { found = 1; exit } END { exit !found }' "$SWEEP_TSV"
+}
+
+# The sweep of one section as a markdown table: one row per server, one
+# column per concurrency.
+sweep_table() {
+    awk -F'\t' -v sec="$1" '
+        function grp(v,    t, out) {
+            t = sprintf("%.0f", v); out = ""
+            while (length(t) > 3) { out = "," substr(t, length(t) - 2) out; t = substr(t, 1, length(t) - 3) }
+            return t out
+        }
+        $1 == sec {
+            c = substr($4, 2) + 0
+            if (!(c in seenc)) { seenc[c] = 1; cs[++nc] = c }
+            if (!($3 in seens)) { seens[$3] = 1; names[++ns] = $3 }
+            ops[$3, c] = $5; cpu[$3, c] = $6; ld[$3, c] = $7; err[$3, c] = $8
+        }
+        END {
+            if (ns == 0) exit
+            for (i = 2; i <= nc; i++) { t = cs[i]; for (j = i - 1; j >= 1 && cs[j] > t; j--) cs[j + 1] = cs[j]; cs[j + 1] = t }
+            printf "| server |"; for (i = 1; i <= nc; i++) printf " -c %d |", cs[i]; print ""
+            printf "|---|"; for (i = 1; i <= nc; i++) printf "--:|"; print ""
+            for (k = 1; k <= ns; k++) {
+                n = names[k]
+                printf "| %s |", n
+                for (i = 1; i <= nc; i++) {
+                    c = cs[i]
+                    if (!((n, c) in ops) || ops[n, c] == "nan") { printf " n/a |"; continue }
+                    cell = grp(ops[n, c]) "/s"
+                    if (cpu[n, c] != "nan") cell = cell ", " sprintf("%.2f", cpu[n, c]) " µs"
+                    if (ld[n, c] != "nan") cell = cell ", load " sprintf("%.0f%%", ld[n, c] * 100)
+                    if (err[n, c] > 0) cell = cell ", " err[n, c] " errors"
+                    printf " %s |", cell
+                }
+                print ""
+            }
+        }' "$SWEEP_TSV"
+}
+
+# A line chart of one section's sweep: x = concurrency (one step per
+# level, so 1, 64, 512 are evenly spaced, as on a log scale), y = ops/s from
+# 0, one line per server, torsion in orange.
+write_sweep_svg() {
+    awk -F'\t' -v sec="$1" -v secs="$SWEEP_SECS" -v warm="$WARMUP" \
+        -v score="$SERVER_CORE" -v lcore="$LOAD_CORE" '
+        function esc(t) { gsub(/&/, "\\&amp;", t); gsub(/</, "\\&lt;", t); gsub(/>/, "\\&gt;", t); return t }
+        function grp(v,    t, out) {
+            t = sprintf("%.0f", v); out = ""
+            while (length(t) > 3) { out = "," substr(t, length(t) - 2) out; t = substr(t, 1, length(t) - 3) }
+            return t out
+        }
+        BEGIN {
+            title["gemini"] = "Gemini: 1 KiB page, a new TLS connection per request"
+            unit["gemini"] = "requests per second"
+            title["http"] = "HTTP redirect, wrk -t1, keep-alive"
+            unit["http"] = "requests per second"
+            title["ws"] = "WebSocket echo, 64 B messages, --pipeline 8"
+            unit["ws"] = "messages per second"
+            colour["torsion"] = "#d9480f"
+            pal[1] = "#1971c2"; pal[2] = "#2f9e44"; pal[3] = "#7048e8"; pal[4] = "#868e96"; pal[5] = "#e64980"
+        }
+        $1 == sec && $5 != "nan" {
+            c = substr($4, 2) + 0
+            if (!(c in seenc)) { seenc[c] = 1; cs[++nc] = c }
+            if (!($3 in seens)) { seens[$3] = 1; names[++ns] = $3 }
+            ops[$3, c] = $5 + 0
+            if ($5 + 0 > max) max = $5 + 0
+        }
+        END {
+            if (ns == 0) exit
+            for (i = 2; i <= nc; i++) { t = cs[i]; for (j = i - 1; j >= 1 && cs[j] > t; j--) cs[j + 1] = cs[j]; cs[j + 1] = t }
+            W = 700; H = 410; L = 90; R = 180; T = 76; B = 58
+            pw = W - L - R; ph = H - T - B
+            # A round step for about five grid lines.
+            if (max <= 0) max = 1
+            raw = max / 5; mag = exp(log(10) * int(log(raw) / log(10)))
+            if (mag > raw) mag /= 10
+            norm = raw / mag
+            step = (norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 5 ? 5 : 10) * mag
+            ymax = step * int(max / step + 0.999999)
+            if (ymax < max) ymax += step
+            printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H, W, H
+            printf "<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n"
+            printf "<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">%s</text>\n", esc((sec in title) ? title[sec] : sec)
+            printf "<text x=\"10\" y=\"40\" fill=\"#666\">Throughput against concurrency, higher is better. One %s s run per point after %s s of warm-up;</text>\n", secs, warm
+            printf "<text x=\"10\" y=\"56\" fill=\"#666\">server on core %s, load on core %s: near a saturated load core, compare server CPU per operation instead.</text>\n", score, lcore
+            for (v = 0; v <= ymax + step / 2; v += step) {
+                y = T + ph - v / ymax * ph
+                printf "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#e9ecef\"/>\n", L, y, L + pw, y
+                printf "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\" fill=\"#333\">%s</text>\n", L - 8, y + 4, grp(v)
+            }
+            printf "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n", L, T, L, T + ph
+            printf "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n", L, T + ph, L + pw, T + ph
+            for (i = 1; i <= nc; i++) {
+                x[i] = L + (i - 0.5) * pw / nc
+                printf "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#333\"/>\n", x[i], T + ph, x[i], T + ph + 5
+                printf "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" fill=\"#333\">%d</text>\n", x[i], T + ph + 19, cs[i]
+            }
+            printf "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" fill=\"#333\">concurrent connections (-c)</text>\n", L + pw / 2, H - 12
+            printf "<text transform=\"translate(16 %.1f) rotate(-90)\" text-anchor=\"middle\" fill=\"#333\">%s</text>\n", T + ph / 2, esc(unit[sec])
+            other = 0
+            for (k = 1; k <= ns; k++) {
+                n = names[k]
+                col = (n in colour) ? colour[n] : pal[(other++ % 5) + 1]
+                pts = ""
+                for (i = 1; i <= nc; i++) {
+                    if (!((n, cs[i]) in ops)) continue
+                    pts = pts sprintf("%.1f,%.1f ", x[i], T + ph - ops[n, cs[i]] / ymax * ph)
+                }
+                printf "<polyline points=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"2.5\"/>\n", pts, col
+                for (i = 1; i <= nc; i++) {
+                    if (!((n, cs[i]) in ops)) continue
+                    printf "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"><title>%s, -c %d: %s/s</title></circle>\n", x[i], T + ph - ops[n, cs[i]] / ymax * ph, col, esc(n), cs[i], grp(ops[n, cs[i]])
+                }
+                ly = T + 8 + (k - 1) * 22
+                printf "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"2.5\"/>\n", L + pw + 16, ly, L + pw + 40, ly, col
+                printf "<text x=\"%d\" y=\"%d\" fill=\"#333\">%s</text>\n", L + pw + 46, ly + 4, esc(n)
+            }
+            print "</svg>"
+        }' "$SWEEP_TSV"
+}
+
+# The sweep part of a section of the report, when the sweep measured it.
+sweep_block() {
+    has_sweep "$1" || return 0
+    printf '\n### Throughput against concurrency
+
+'
+    printf 'Each server once at each concurrency (`SWEEP_CONNS`: %s), %s s after %s s of warm-up, on the workload above (' "${SWEEP_CONNS// /, }" "$SWEEP_SECS" "$WARMUP"
+    case $1 in
+        gemini) printf '1 KiB page, a new TLS connection per request' ;;
+        http) printf '`wrk -t1`, keep-alive' ;;
+        ws) printf '64 B echo, `--pipeline 8`' ;;
+    esac
+    printf '). Per cell: throughput, server CPU per operation, and how busy the load core was (near 100%%: the load'"'"'s limit, not the server'"'"'s). One run per point: a shape, not a figure to quote.
+
+'
+    printf '![%s: throughput against concurrency](peers-sweep-%s.svg)
+
+' "$1" "$1"
+    sweep_table "$1"
+}
+
 write_report() {
     mkdir -p "$OUT_DIR"
     medians >"$WORK/medians.tsv"
     cp "$ROUNDS_TSV" "$OUT_DIR/peers-rounds.tsv"
+    cp "$SWEEP_TSV" "$OUT_DIR/peers-sweep.tsv"
     write_svg >"$OUT_DIR/peers.svg"
+    local sec
+    for sec in gemini http ws; do
+        if section_on "$sec" && has_sweep "$sec"; then
+            write_sweep_svg "$sec" >"$OUT_DIR/peers-sweep-$sec.svg"
+        fi
+    done
     local md=$OUT_DIR/peers.md
     {
         printf '# torsion and its peers\n\n'
@@ -747,12 +963,13 @@ write_report() {
         printf 'Versions:\n\n'
         versions
         printf '\n![Server CPU per operation](peers.svg)\n\n'
-        printf 'Every round: [peers-rounds.tsv](peers-rounds.tsv) (section, workload, server, round, ops/s, server µs/op, load core share, errors).\n'
+        printf 'Every round: [peers-rounds.tsv](peers-rounds.tsv) (section, workload, server, round, ops/s, server µs/op, load core share, errors); every run of the concurrency sweep: [peers-sweep.tsv](peers-sweep.tsv) (the same columns, `cN` for the round). Each section links its chart of throughput against concurrency.\n'
         if section_on gemini; then
             printf '\n## Gemini (issue 4)\n\n'
             printf 'A fresh TLS 1.3 connection per request (as Gemini does, no session resumption), `torsion bench gemini://localhost:PORT/ -c %s`; the same ECDSA P-256 certificate for every server. Goal: CPU per request at most half of agate'"'"'s and a fifth of Jetforce'"'"'s; at most 6 KiB per idle TLS connection.\n\n' "$CONNS"
             section_table gemini
             memory_table gemini
+            sweep_block gemini
             section_notes gemini
         fi
         if section_on http; then
@@ -760,6 +977,7 @@ write_report() {
             printf '`wrk -t1 -c%s http://127.0.0.1:PORT/` against torsion'"'"'s redirect listener and nginx (one worker, `return 301 https://$host$request_uri;`, access log off), with keep-alive and with `-H '"'"'Connection: close'"'"'`; nginx'"'"'s CPU is master + worker. Goal: keep-alive throughput at least nginx'"'"'s with at most 1/1.3 of its CPU per request; with close, CPU per request at most nginx'"'"'s; at most 0.6 KiB per idle keep-alive connection.\n\n' "$CONNS"
             section_table http
             memory_table http
+            sweep_block http
             section_notes http
         fi
         if section_on ws; then
@@ -767,6 +985,7 @@ write_report() {
             printf '`torsion bench ws://127.0.0.1:PORT/echo -c %s --size 64 --pipeline 8`, `--size 16384 --pipeline 8` and `--connect-only`, against torsion (`--ws-plain`), a tokio `current_thread` + tokio-tungstenite echo (default settings) and Python `websockets` (one asyncio loop, compression off). Goal: CPU per 64-byte message at most tokio-tungstenite'"'"'s / 1.5, CPU per new connection at most tokio-tungstenite'"'"'s, at most 2 KiB per idle ws:// connection.\n\n' "$CONNS"
             section_table ws
             memory_table ws
+            sweep_block ws
             section_notes ws
         fi
         if grep -q '^install' "$NOTES_TSV"; then
@@ -788,8 +1007,14 @@ cores=$(nproc)
 for tool in taskset timeout python3 openssl getent; do
     command -v "$tool" >/dev/null || die "$tool is required"
 done
-# 2,000 idle connections and more need descriptors, in every server started
-# from here.
+# IDLE_N idle connections need as many descriptors in the holder and in
+# every server started from here: raise the soft limit to the hard one, and
+# the hard one when it is too low and this may (root).
+need_fds=$((IDLE_N + 1024))
+if [[ $(ulimit -Hn) != unlimited ]] && (($(ulimit -Hn) < need_fds)); then
+    ulimit -Hn "$need_fds" 2>/dev/null ||
+        log "warning: the descriptor limit ($(ulimit -Hn)) is below the $need_fds that IDLE_N=$IDLE_N needs: idle connections will fail"
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # cargo install puts agate here.
