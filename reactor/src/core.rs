@@ -893,27 +893,17 @@ impl Core {
                 self.pause_for_cap();
                 return;
             }
-            let Some(Some(l)) = self.listeners.get_mut(index as usize) else {
-                return;
-            };
-            if !l.wants_accept() {
+            if !matches!(self.listeners.get(index as usize), Some(Some(l)) if l.wants_accept()) {
                 return;
             }
-            let proxied = l.proxy.is_some();
-            let accepted = match &l.socket {
-                ListenSocket::Tcp(s) => sys::accept_tcp(s)
-                    .map(|(s, a)| (Stream::Tcp(s), PeerAddr::Tcp(canonical_peer(a)))),
-                ListenSocket::Unix(s) => {
-                    sys::accept_unix(s).map(|s| (Stream::Unix(s), PeerAddr::Unix))
-                }
-            };
-            match accepted {
-                // Behind a proxy the gate waits for the header's address.
-                Ok((stream, peer)) if proxied => self.accept_proxied(index, stream, peer),
-                Ok((stream, peer)) => self.admit(index, stream, peer),
+            match self.accept_one(index) {
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if sys::is_transient_accept_error(&e) => continue,
                 Err(e) => {
+                    let Some(Some(l)) = self.listeners.get_mut(index as usize) else {
+                        return;
+                    };
                     l.stats.accept_errors += 1;
                     if sys::is_resource_exhaustion(&e) {
                         // Free the spare descriptor to accept-and-close one
@@ -940,6 +930,50 @@ impl Core {
             }
         }
         self.arm_listener(index);
+    }
+
+    /// Accepts one waiting connection on listener `index` and hands it on:
+    /// to the gate, or (behind a proxy) to the PROXY stage, whose header
+    /// names the address the gate decides on. `Err` is accept's own
+    /// (`WouldBlock` when nothing waits).
+    fn accept_one(&mut self, index: u32) -> io::Result<()> {
+        let Some(Some(l)) = self.listeners.get(index as usize) else {
+            return Err(io::ErrorKind::NotFound.into());
+        };
+        let proxied = l.proxy.is_some();
+        let (stream, peer) = match &l.socket {
+            ListenSocket::Tcp(s) => sys::accept_tcp(s)
+                .map(|(s, a)| (Stream::Tcp(s), PeerAddr::Tcp(canonical_peer(a))))?,
+            ListenSocket::Unix(s) => {
+                sys::accept_unix(s).map(|s| (Stream::Unix(s), PeerAddr::Unix))?
+            }
+        };
+        if proxied {
+            self.accept_proxied(index, stream, peer);
+        } else {
+            self.admit(index, stream, peer);
+        }
+        Ok(())
+    }
+
+    /// Before a listener closes for a graceful shutdown: accepts what the
+    /// kernel has already queued on it (handshakes complete, requests
+    /// perhaps sent), so those clients are answered like every open
+    /// connection instead of being reset when the socket closes. Bounded by
+    /// the connection cap, and by the largest queue Linux allows
+    /// (`somaxconn`'s default, 4096): clients that keep arriving during the
+    /// drain (a flood the gate refuses) cannot keep it going.
+    fn drain_accept_queue(&mut self, index: u32) {
+        for _ in 0..4096 {
+            if self.conns.len() >= self.config.max_connections {
+                return;
+            }
+            match self.accept_one(index) {
+                Ok(()) => {}
+                Err(e) if sys::is_transient_accept_error(&e) => {}
+                Err(_) => return,
+            }
+        }
     }
 
     /// A connection accepted on a listener without PROXY protocol: the
@@ -1589,6 +1623,7 @@ impl Core {
         }
         self.state = RunState::ShuttingDown;
         for i in 0..self.listeners.len() as u32 {
+            self.drain_accept_queue(i);
             self.close_listener(i);
         }
         let mut dummy = NIL;

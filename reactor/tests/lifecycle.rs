@@ -791,3 +791,44 @@ fn calls_from_another_thread_run_on_the_reactor_in_order() {
     assert_eq!(String::from_utf8(got).unwrap(), expected);
     running.stop();
 }
+
+/// Clients the kernel has already accepted into a listener's queue when a
+/// graceful shutdown begins are served, not reset when the listener closes.
+/// The listener is paused so that they are certainly still queued.
+#[test]
+fn graceful_shutdown_serves_connections_waiting_in_the_accept_queue() {
+    let (addr, running) = common::start(
+        ReactorConfig::default(),
+        |r| {
+            let id = r
+                .listen(common::localhost0(), |_: &PeerInfo| {
+                    Box::new(Echo) as Box<dyn Protocol>
+                })
+                .unwrap();
+            r.pause_listener(id);
+            common::tcp_addr(r, id)
+        },
+        |_, _| (),
+    );
+    let mut clients: Vec<TcpStream> = (0..5)
+        .map(|i| {
+            let mut c = common::connect(addr);
+            common::send(&mut c, format!("queued {i}\n").as_bytes());
+            c.shutdown(Shutdown::Write).unwrap();
+            c
+        })
+        .collect();
+    // Paused: nobody is served yet.
+    assert!(common::no_data_within(
+        &mut clients[0],
+        Duration::from_millis(100)
+    ));
+    running.handle.shutdown(Duration::from_secs(10));
+    for (i, c) in clients.iter_mut().enumerate() {
+        let got = common::read_to_eof(c).expect("an answer, not a reset");
+        assert_eq!(got, format!("queued {i}\n").as_bytes());
+    }
+    running
+        .join_within(WAIT)
+        .expect("run() returned once the queued clients were served");
+}

@@ -572,11 +572,19 @@ impl Protocol for HttpConnection {
 
     fn shutting_down(&mut self, t: &mut Transport<'_>) {
         self.stopping = true;
-        // Idle between requests: nothing is lost by closing now. Otherwise
-        // the request in progress is answered with `Connection: close`.
+        // A request in progress is answered with `Connection: close`. A
+        // connection with nothing buffered may still have a whole request
+        // in its socket (one just taken from the accept queue, or a
+        // keep-alive request in flight): closing it now would reset it
+        // unanswered. So look once more: a zero-delay timer fires after the
+        // next poll has delivered whatever is waiting, and closes only if
+        // nothing came.
         if matches!(self.state, State::Head) && self.buf.is_empty() {
-            self.end(t);
-            t.close();
+            if let Some((id, _)) = self.timer.take() {
+                t.cancel(id);
+            }
+            let now = t.now();
+            self.timer = Some((t.call_later(Duration::ZERO), now));
         }
     }
 
@@ -591,6 +599,13 @@ impl Protocol for HttpConnection {
         match self.timer {
             Some((id, _)) if id == timer => self.timer = None,
             _ => return,
+        }
+        if self.stopping && matches!(self.state, State::Head) && self.buf.is_empty() {
+            // Shutting down, and nothing arrived since: idle, so nothing is
+            // lost by closing.
+            self.end(t);
+            t.close();
+            return;
         }
         if t.now() < self.deadline {
             // The deadline moved later since the timer was armed.
