@@ -738,3 +738,139 @@ fn human_output_and_usage_errors() {
         assert!(!out.stderr.is_empty());
     }
 }
+
+/// A file holding `bytes`, for `--expect-body`; removed on drop.
+struct RefFile(std::path::PathBuf);
+
+impl RefFile {
+    fn new(name: &str, bytes: &[u8]) -> RefFile {
+        let path =
+            std::env::temp_dir().join(format!("torsion-bench-cli-{}-{name}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        RefFile(path)
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for RefFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs `torsion bench --json ARGS` expecting exit code `code`; returns
+/// the JSON object it printed.
+fn bench_json_exit(args: &[&str], code: i32) -> Json {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = bench(&all);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Json::parse(stdout.trim()).unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn expect_body_passes_matching_bodies_and_fails_others_with_exit_3() {
+    let right = RefFile::new("right", b"hello");
+    let wrong = RefFile::new("wrong", b"hellO");
+    let longer = RefFile::new("longer", b"hello!");
+
+    let http = TestServer::start(None, |count| Box::new(HttpResponder { count, tail: 0 }));
+    let target = url("http", http.port, "/");
+    let j = bench_json(&[
+        "-n",
+        "300",
+        "-c",
+        "4",
+        "--expect-body",
+        right.arg(),
+        &target,
+    ]);
+    assert_eq!(j.int("ops"), 300, "{j:?}");
+    assert_eq!(j.int("errors.body"), 0);
+    assert_eq!(j.int("expect_body.bytes"), 5);
+    assert_eq!(j.get("expect_body.exact"), &Json::Bool(true));
+    for bad in [&wrong, &longer] {
+        let j = bench_json_exit(
+            &["-n", "40", "-c", "2", "--expect-body", bad.arg(), &target],
+            3,
+        );
+        assert_eq!(j.int("errors.body"), 40, "{j:?}");
+        assert_eq!(
+            j.int("ops"),
+            0,
+            "a mismatched body is not a completed request"
+        );
+    }
+
+    let gemini = TestServer::start(Some(tls_config()), |count| {
+        Box::new(GeminiResponder { count, done: false })
+    });
+    let target = url("gemini", gemini.port, "/");
+    let j = bench_json(&["-n", "30", "-c", "3", "--expect-body", right.arg(), &target]);
+    assert_eq!(j.int("ops"), 30, "{j:?}");
+    assert_eq!(j.int("errors.total"), 0);
+    let j = bench_json_exit(
+        &["-n", "10", "-c", "2", "--expect-body", wrong.arg(), &target],
+        3,
+    );
+    assert_eq!(j.int("errors.body"), 10, "{j:?}");
+}
+
+#[test]
+fn expect_bytes_checks_the_length_only() {
+    let http = TestServer::start(None, |count| Box::new(HttpResponder { count, tail: 0 }));
+    let target = url("http", http.port, "/");
+    let j = bench_json(&["-n", "50", "-c", "2", "--expect-bytes", "5", &target]);
+    assert_eq!(j.int("ops"), 50, "{j:?}");
+    assert_eq!(j.get("expect_body.exact"), &Json::Bool(false));
+    let j = bench_json_exit(&["-n", "20", "-c", "2", "--expect-bytes", "4", &target], 3);
+    assert_eq!(j.int("errors.body"), 20, "{j:?}");
+    // The human table says what was checked.
+    let out = bench(&["-n", "5", "-c", "1", "--expect-bytes", "5", &target]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("body check"), "{text}");
+}
+
+#[test]
+fn expect_body_usage_errors() {
+    let file = RefFile::new("usage", b"hello");
+    // Not for echoes.
+    for bad in [
+        &["--expect-body", file.arg(), "ws://127.0.0.1:1/echo"][..],
+        &["--expect-bytes", "5", "tcp://127.0.0.1:1"],
+        &["--expect-bytes", "five", "http://127.0.0.1:1/"],
+    ] {
+        let out = bench(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+    // An unreadable file, or a length that disagrees with it: cannot start.
+    let missing = format!("{}.missing", file.arg());
+    for bad in [
+        &["--expect-body", missing.as_str(), "http://127.0.0.1:1/"][..],
+        &[
+            "--expect-body",
+            file.arg(),
+            "--expect-bytes",
+            "6",
+            "http://127.0.0.1:1/",
+        ],
+    ] {
+        let out = bench(bad);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--expect-"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

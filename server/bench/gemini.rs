@@ -1,12 +1,15 @@
 //! `gemini://`: one request per TLS connection, as Gemini does — connect,
 //! handshake, send `URL\r\n`, read the header and the body to EOF. The
 //! operation completes when the server closes; its status class is counted.
+//! With `--expect-body`/`--expect-bytes` the body of every response whose
+//! status counts as success is compared as it arrives ([`super::body`]).
 
 use std::rc::Rc;
 
 use torsion_protocols::gemini::{parse_response_header_lenient, ParsedHeader};
 use torsion_reactor::Transport;
 
+use super::body::{BodyCursor, Expected};
 use super::run::ErrorKind;
 use super::worker::{Mode, Ops};
 
@@ -29,17 +32,19 @@ pub struct HeaderReader {
 
 impl HeaderReader {
     /// Feeds bytes; returns the status once the header is complete (and on
-    /// every later call: body bytes are skipped). A malformed header is an
-    /// error.
-    pub fn feed(&mut self, data: &[u8]) -> Result<Option<u8>, ErrorKind> {
+    /// every later call), with the body bytes in `data`: what follows the
+    /// header once it is complete (all of `data` after that), nothing
+    /// before. A malformed header is an error.
+    pub fn feed_split<'d>(&mut self, data: &'d [u8]) -> Result<(Option<u8>, &'d [u8]), ErrorKind> {
         if self.status.is_some() {
-            return Ok(self.status);
+            return Ok((self.status, data));
         }
-        let parsed = if self.head.is_empty() {
+        let had = self.head.len();
+        let parsed = if had == 0 {
             match parse_response_header_lenient(data) {
                 Ok(ParsedHeader::Partial) => {
                     self.head.extend_from_slice(data);
-                    return Ok(None);
+                    return Ok((None, &[]));
                 }
                 other => other,
             }
@@ -48,13 +53,15 @@ impl HeaderReader {
             parse_response_header_lenient(&self.head)
         };
         match parsed {
-            Ok(ParsedHeader::Complete { header, .. }) => {
+            Ok(ParsedHeader::Complete { header, consumed }) => {
                 self.status = Some(header.status.code());
+                // A buffered head was partial, so its end is in `data`.
+                let body = data.get(consumed.saturating_sub(had)..).unwrap_or_default();
+                Ok((self.status, body))
             }
-            Ok(ParsedHeader::Partial) => {}
-            Err(_) => return Err(ErrorKind::BadResponse),
+            Ok(ParsedHeader::Partial) => Ok((None, &[])),
+            Err(_) => Err(ErrorKind::BadResponse),
         }
-        Ok(self.status)
     }
 
     /// The status, if the header is complete.
@@ -74,14 +81,18 @@ impl HeaderReader {
 pub struct Gemini {
     request: Rc<[u8]>,
     reader: HeaderReader,
+    /// The body check, with `--expect-body` / `--expect-bytes`.
+    body: Option<BodyCursor>,
 }
 
 impl Gemini {
-    /// A client sending `request` (from [`request`], shared by all).
-    pub fn new(request: Rc<[u8]>) -> Self {
+    /// A client sending `request` (from [`request`], shared by all),
+    /// checking every successful body against `expected` when given.
+    pub fn new(request: Rc<[u8]>, expected: Option<Rc<Expected>>) -> Self {
         Gemini {
             request,
             reader: HeaderReader::default(),
+            body: expected.map(BodyCursor::new),
         }
     }
 }
@@ -103,12 +114,22 @@ impl Mode for Gemini {
         if !ops.busy() {
             return Err(ErrorKind::BadResponse);
         }
-        self.reader.feed(data).map(|_| ())
+        let (status, body) = self.reader.feed_split(data)?;
+        if let (Some(_), Some(cursor)) = (status, &mut self.body) {
+            cursor.feed(body);
+        }
+        Ok(())
     }
     fn eof(&mut self, ops: &mut Ops) -> Result<(), ErrorKind> {
         match self.reader.status() {
             Some(code) if ops.busy() => {
-                ops.complete(Some(code / 10));
+                let class = code / 10;
+                if let Some(cursor) = &mut self.body {
+                    if !cursor.finish() && ops.expects(class) {
+                        return Err(ErrorKind::Body);
+                    }
+                }
+                ops.complete(Some(class));
                 Ok(())
             }
             _ => Err(ErrorKind::Closed),
@@ -116,6 +137,9 @@ impl Mode for Gemini {
     }
     fn reset(&mut self) {
         self.reader.reset();
+        if let Some(cursor) = &mut self.body {
+            cursor.reset();
+        }
     }
     fn take(&mut self) -> Self {
         Gemini {
@@ -124,6 +148,7 @@ impl Mode for Gemini {
                 head: std::mem::take(&mut self.reader.head),
                 status: None,
             },
+            body: self.body.take(),
         }
     }
 }
@@ -136,12 +161,18 @@ mod tests {
         let mut r = HeaderReader::default();
         let mut last = Ok(None);
         for p in pieces {
-            last = r.feed(p);
+            last = r.status_after(p);
             if last.is_err() {
                 break;
             }
         }
         last
+    }
+
+    impl HeaderReader {
+        fn status_after(&mut self, data: &[u8]) -> Result<Option<u8>, ErrorKind> {
+            self.feed_split(data).map(|(status, _)| status)
+        }
     }
 
     #[test]
@@ -173,13 +204,41 @@ mod tests {
         assert_eq!(feed_all(&[b"20 ", &long]), Err(ErrorKind::BadResponse));
     }
 
+    /// The body bytes `feed_split` hands out, over all pieces.
+    fn body_of(pieces: &[&[u8]]) -> (Option<u8>, Vec<u8>) {
+        let mut r = HeaderReader::default();
+        let mut body = Vec::new();
+        let mut status = None;
+        for p in pieces {
+            let (s, b) = r.feed_split(p).unwrap();
+            status = s;
+            body.extend_from_slice(b);
+        }
+        (status, body)
+    }
+
+    #[test]
+    fn feed_split_hands_out_exactly_the_body() {
+        let resp = b"20 application/octet-stream\r\n\x00body\r\nbytes";
+        let want = (Some(20), b"\x00body\r\nbytes".to_vec());
+        assert_eq!(body_of(&[resp]), want);
+        let singles: Vec<&[u8]> = resp.chunks(1).collect();
+        assert_eq!(body_of(&singles), want, "byte at a time");
+        for i in 0..=resp.len() {
+            let (a, b) = resp.split_at(i);
+            assert_eq!(body_of(&[a, b]), want, "split at {i}");
+        }
+        assert_eq!(body_of(&[b"51 gone\r\n"]), (Some(51), Vec::new()));
+        assert_eq!(body_of(&[b"20 text/gem"]), (None, Vec::new()));
+    }
+
     #[test]
     fn reset_forgets_the_response() {
         let mut r = HeaderReader::default();
-        assert_eq!(r.feed(b"20 t\r\n"), Ok(Some(20)));
-        assert_eq!(r.feed(b"more body"), Ok(Some(20)));
+        assert_eq!(r.status_after(b"20 t\r\n"), Ok(Some(20)));
+        assert_eq!(r.status_after(b"more body"), Ok(Some(20)));
         r.reset();
         assert_eq!(r.status(), None);
-        assert_eq!(r.feed(b"40 busy\r\n"), Ok(Some(40)));
+        assert_eq!(r.status_after(b"40 busy\r\n"), Ok(Some(40)));
     }
 }

@@ -2,8 +2,10 @@
 //! connection with `--close`); follows nothing; counts status classes.
 //!
 //! Responses are read by [`ResponseReader`], a push parser (httparse for
-//! the head; Content-Length, chunked or close-delimited bodies, skipped
-//! without being kept).
+//! the head; Content-Length, chunked or close-delimited bodies, handed out
+//! piece by piece from the read buffer, never kept). With `--expect-body`
+//! / `--expect-bytes` the body of every response whose status counts as
+//! success is compared with the promised one ([`super::body`]).
 
 use std::fmt;
 use std::rc::Rc;
@@ -11,6 +13,7 @@ use std::rc::Rc;
 use torsion_protocols::http::chunked::{ChunkedError, ChunkedSkipper};
 use torsion_reactor::Transport;
 
+use super::body::{BodyCursor, Expected};
 use super::run::ErrorKind;
 use super::worker::{Mode, Ops};
 
@@ -87,8 +90,67 @@ impl std::error::Error for ResponseError {}
 #[derive(Debug, Clone)]
 enum Body {
     Length(u64),
-    Chunked(ChunkedSkipper),
+    Chunked(ChunkedSkipper, ChunkSpans),
     UntilClose,
+}
+
+/// Where a chunked body's data bytes are. [`ChunkedSkipper`] validates the
+/// framing; this follows only what it has already accepted, so it needs no
+/// error handling of its own: size lines (hex digits, then anything up to
+/// LF), data, the CRLF after it, and after the last chunk only trailers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkSpans {
+    /// Hex digits of a chunk size, accumulated.
+    Size(u64),
+    /// The rest of a size line (extensions, CR), until LF.
+    SizeRest(u64),
+    /// Chunk data; this many bytes left.
+    Data(u64),
+    /// The CRLF after chunk data, until LF.
+    DataEnd,
+    /// After the last chunk: trailers and the final CRLF, no data.
+    Trailers,
+}
+
+impl ChunkSpans {
+    fn new() -> Self {
+        ChunkSpans::Size(0)
+    }
+
+    /// Hands the data bytes among `input` (bytes the skipper accepted) to
+    /// `on_data`.
+    fn feed(&mut self, mut input: &[u8], on_data: &mut impl FnMut(&[u8])) {
+        while !input.is_empty() {
+            if let ChunkSpans::Data(left) = *self {
+                let take = usize::try_from(left).map_or(input.len(), |l| l.min(input.len()));
+                let (data, rest) = input.split_at(take);
+                on_data(data);
+                input = rest;
+                let left = left.saturating_sub(take as u64);
+                *self = if left == 0 {
+                    ChunkSpans::DataEnd
+                } else {
+                    ChunkSpans::Data(left)
+                };
+                continue;
+            }
+            let Some((&b, rest)) = input.split_first() else {
+                return;
+            };
+            input = rest;
+            *self = match (*self, b) {
+                (ChunkSpans::Size(n), _) if b.is_ascii_hexdigit() => {
+                    let digit = u64::from(char::from(b).to_digit(16).unwrap_or_default());
+                    ChunkSpans::Size(n.saturating_mul(16).saturating_add(digit))
+                }
+                (ChunkSpans::Size(0) | ChunkSpans::SizeRest(0), b'\n') => ChunkSpans::Trailers,
+                (ChunkSpans::Size(n) | ChunkSpans::SizeRest(n), b'\n') => ChunkSpans::Data(n),
+                (ChunkSpans::Size(n) | ChunkSpans::SizeRest(n), _) => ChunkSpans::SizeRest(n),
+                (ChunkSpans::DataEnd, b'\n') => ChunkSpans::Size(0),
+                (state, _) => state,
+            };
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -165,7 +227,7 @@ fn interpret(resp: &httparse::Response<'_, '_>) -> Result<HeadOutcome, ResponseE
     let body = if no_body {
         Body::Length(0)
     } else if chunked {
-        Body::Chunked(ChunkedSkipper::new(u64::MAX))
+        Body::Chunked(ChunkedSkipper::new(u64::MAX), ChunkSpans::new())
     } else if let Some(n) = length {
         Body::Length(n)
     } else {
@@ -202,9 +264,15 @@ impl ResponseReader {
         matches!(self.stage, Stage::Head) && self.head.is_empty()
     }
 
-    /// Consumes bytes from the start of `input`. Returns how many were used
-    /// and the response if one just completed; call again with the rest.
-    pub fn feed(&mut self, input: &[u8]) -> Result<(usize, Option<Response>), ResponseError> {
+    /// Consumes bytes from the start of `input`, handing the body bytes
+    /// among them to `on_body` (in order, without the chunked framing).
+    /// Returns how many were used and the response if one just completed;
+    /// call again with the rest.
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        on_body: &mut impl FnMut(&[u8]),
+    ) -> Result<(usize, Option<Response>), ResponseError> {
         match &mut self.stage {
             Stage::Head => self.feed_head(input),
             Stage::Body(body, resp) => {
@@ -214,13 +282,18 @@ impl ResponseReader {
                         let take =
                             usize::try_from(*left).map_or(input.len(), |l| l.min(input.len()));
                         *left -= take as u64;
+                        on_body(input.get(..take).unwrap_or_default());
                         (take, *left == 0)
                     }
-                    Body::Chunked(sk) => {
+                    Body::Chunked(sk, spans) => {
                         let used = sk.feed(input).map_err(ResponseError::Chunked)?;
+                        spans.feed(input.get(..used).unwrap_or_default(), on_body);
                         (used, sk.is_done())
                     }
-                    Body::UntilClose => (input.len(), false),
+                    Body::UntilClose => {
+                        on_body(input);
+                        (input.len(), false)
+                    }
                 };
                 if done {
                     self.stage = Stage::Head;
@@ -293,15 +366,32 @@ impl ResponseReader {
 pub struct Http {
     request: Rc<[u8]>,
     reader: ResponseReader,
+    /// The body check, with `--expect-body` / `--expect-bytes`.
+    body: Option<BodyCursor>,
 }
 
 impl Http {
-    /// A client sending `request` (from [`request`], shared by all).
-    pub fn new(request: Rc<[u8]>) -> Self {
+    /// A client sending `request` (from [`request`], shared by all),
+    /// checking every successful body against `expected` when given.
+    pub fn new(request: Rc<[u8]>, expected: Option<Rc<Expected>>) -> Self {
         Http {
             request,
             reader: ResponseReader::new(),
+            body: expected.map(BodyCursor::new),
         }
+    }
+
+    /// A response is complete: counts it, or fails it when its body is not
+    /// the promised one.
+    fn done(&mut self, ops: &mut Ops, r: Response) -> Result<(), ErrorKind> {
+        let class = u8::try_from(r.status / 100).ok();
+        if let Some(cursor) = &mut self.body {
+            if !cursor.finish() && class.is_some_and(|c| ops.expects(c)) {
+                return Err(ErrorKind::Body);
+            }
+        }
+        ops.complete(class);
+        Ok(())
     }
 }
 
@@ -324,10 +414,18 @@ impl Mode for Http {
             if !ops.busy() {
                 return Err(ErrorKind::BadResponse);
             }
-            let (used, done) = self.reader.feed(rest).map_err(|e| e.kind())?;
+            let body = &mut self.body;
+            let (used, done) = self
+                .reader
+                .feed(rest, &mut |b: &[u8]| {
+                    if let Some(cursor) = body.as_mut() {
+                        cursor.feed(b);
+                    }
+                })
+                .map_err(|e| e.kind())?;
             rest = rest.get(used..).unwrap_or_default();
             if let Some(r) = done {
-                ops.complete(u8::try_from(r.status / 100).ok());
+                self.done(ops, r)?;
                 if !r.keep_alive {
                     ops.close_after_current();
                 }
@@ -339,16 +437,16 @@ impl Mode for Http {
     }
     fn eof(&mut self, ops: &mut Ops) -> Result<(), ErrorKind> {
         match self.reader.eof() {
-            Ok(Some(r)) if ops.busy() => {
-                ops.complete(u8::try_from(r.status / 100).ok());
-                Ok(())
-            }
+            Ok(Some(r)) if ops.busy() => self.done(ops, r),
             Ok(_) => Ok(()),
             Err(e) => Err(e.kind()),
         }
     }
     fn reset(&mut self) {
         self.reader.reset();
+        if let Some(cursor) = &mut self.body {
+            cursor.reset();
+        }
     }
     fn take(&mut self) -> Self {
         Http {
@@ -357,6 +455,7 @@ impl Mode for Http {
                 head: std::mem::take(&mut self.reader.head),
                 stage: Stage::Head,
             },
+            body: self.body.take(),
         }
     }
 }
@@ -368,19 +467,36 @@ mod tests {
     /// Feeds `pieces`; returns the responses completed, the reader's
     /// answer at EOF, or the first error.
     fn read(pieces: &[&[u8]]) -> Result<(Vec<Response>, Option<Response>), ResponseError> {
+        read_bodies(pieces).map(|(done, at_eof, _)| (done, at_eof))
+    }
+
+    /// As [`read`], with the body bytes handed out, one `Vec` per
+    /// completed response (and one for a close-delimited one at EOF).
+    #[allow(clippy::type_complexity)]
+    fn read_bodies(
+        pieces: &[&[u8]],
+    ) -> Result<(Vec<Response>, Option<Response>, Vec<Vec<u8>>), ResponseError> {
         let mut r = ResponseReader::new();
         let mut out = Vec::new();
+        let mut bodies = Vec::new();
+        let mut body = Vec::new();
         for p in pieces {
             let mut rest = *p;
             while !rest.is_empty() {
-                let (used, done) = r.feed(rest)?;
+                let (used, done) = r.feed(rest, &mut |b: &[u8]| body.extend_from_slice(b))?;
+                if done.is_some() {
+                    bodies.push(std::mem::take(&mut body));
+                }
                 rest = &rest[used..];
                 out.extend(done);
                 assert!(used > 0 || done.is_some(), "no progress");
             }
         }
         let at_eof = r.eof()?;
-        Ok((out, at_eof))
+        if at_eof.is_some() {
+            bodies.push(std::mem::take(&mut body));
+        }
+        Ok((out, at_eof, bodies))
     }
 
     /// The result of feeding `bytes` whole, checked against byte at a time
@@ -394,6 +510,49 @@ mod tests {
             assert_eq!(read(&[a, b]), whole, "split at {i}");
         }
         whole
+    }
+
+    /// The bodies of `bytes` fed whole, checked against byte at a time and
+    /// every two-piece split.
+    fn bodies_all_ways(bytes: &[u8]) -> Vec<Vec<u8>> {
+        let whole = read_bodies(&[bytes]).unwrap();
+        let singles: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(read_bodies(&singles).unwrap(), whole, "byte at a time");
+        for i in 0..=bytes.len() {
+            let (a, b) = bytes.split_at(i);
+            assert_eq!(read_bodies(&[a, b]).unwrap(), whole, "split at {i}");
+        }
+        whole.2
+    }
+
+    #[test]
+    fn bodies_are_handed_out_without_framing() {
+        let two = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 301 Moved\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(bodies_all_ways(two), vec![b"hello".to_vec(), Vec::new()]);
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=\"a b\"\r\nhel\r\n\r\nA \r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
+        assert_eq!(
+            bodies_all_ways(chunked),
+            vec![b"hel\r\n0123456789".to_vec(), Vec::new()]
+        );
+        let until_close = b"HTTP/1.1 200 OK\r\n\r\nall of\r\nthis";
+        assert_eq!(
+            bodies_all_ways(until_close),
+            vec![b"all of\r\nthis".to_vec()]
+        );
+        let informational =
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        assert_eq!(bodies_all_ways(informational), vec![b"ok".to_vec()]);
+    }
+
+    #[test]
+    fn chunk_spans_follow_only_data() {
+        let mut spans = ChunkSpans::new();
+        let mut data = Vec::new();
+        spans.feed(b"3\r\nabc\r\n0\r\nT: 3\r\n\r\n", &mut |d: &[u8]| {
+            data.extend_from_slice(d)
+        });
+        assert_eq!(data, b"abc");
+        assert_eq!(spans, ChunkSpans::Trailers);
     }
 
     fn ok(status: u16) -> Response {
@@ -495,7 +654,7 @@ mod tests {
         line.extend(std::iter::repeat_n(b"X-A: b\r\n".as_slice(), 10_000).flatten());
         let mut result = Ok((0, None));
         for piece in line.chunks(1000) {
-            result = r.feed(piece);
+            result = r.feed(piece, &mut |_: &[u8]| {});
             if result.is_err() {
                 break;
             }
@@ -509,12 +668,16 @@ mod tests {
     #[test]
     fn reset_forgets_a_partial_response() {
         let mut r = ResponseReader::new();
-        r.feed(b"HTTP/1.1 200 OK\r\nContent-").unwrap();
+        r.feed(b"HTTP/1.1 200 OK\r\nContent-", &mut |_: &[u8]| {})
+            .unwrap();
         assert!(!r.idle());
         r.reset();
         assert!(r.idle());
         assert_eq!(
-            r.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            r.feed(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                &mut |_: &[u8]| {}
+            ),
             Ok((38, Some(ok(200))))
         );
     }

@@ -12,8 +12,10 @@
 //!
 //! The pieces: [`options`] (command line), [`target`] (URL, resolution),
 //! one [`worker::Mode`] per protocol ([`gemini`], [`http`], [`ws`],
-//! [`tcp`]), and [`report`] (table, JSON, progress).
+//! [`tcp`]), [`body`] (checking response bodies against a reference), and
+//! [`report`] (table, JSON, progress).
 
+pub mod body;
 pub mod cpu;
 pub mod gemini;
 pub mod histogram;
@@ -35,14 +37,20 @@ use std::time::{Duration, Instant};
 use torsion_reactor::tls::{ClientTlsConfig, ClientVerify};
 use torsion_reactor::{Address, Context, Reactor, ReactorConfig};
 
+use body::Expected;
 use options::{Action, Options, UsageError};
 use report::Summary;
-use run::{Link, Plan, Run};
+use run::{ErrorKind, Link, Plan, Run};
 use target::{Scheme, Target};
 use worker::{Mode, Worker};
 
 /// How often the progress line is redrawn.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Exit code of a run that finished with a response body differing from
+/// `--expect-body` / `--expect-bytes`: scripts must not mistake lost or
+/// corrupted bytes for a clean run.
+const EXIT_BODY_MISMATCH: u8 = 3;
 
 /// Runs `torsion bench` with the arguments after `bench`.
 pub fn run(args: Vec<OsString>) -> ExitCode {
@@ -72,6 +80,18 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
             let mut stdout = std::io::stdout().lock();
             let _ = stdout.write_all(out.as_bytes());
             let _ = stdout.flush();
+            let mismatches = summary
+                .m
+                .errors
+                .get(ErrorKind::Body as usize)
+                .copied()
+                .unwrap_or(0);
+            if mismatches > 0 {
+                eprintln!(
+                    "torsion bench: {mismatches} response bodies differed from the expected one"
+                );
+                return ExitCode::from(EXIT_BODY_MISMATCH);
+            }
             ExitCode::SUCCESS
         }
         Err(msg) => {
@@ -125,6 +145,13 @@ impl Kind {
         }
         if o.size.is_some() && !matches!(kind, Kind::WsEcho | Kind::TcpEcho) {
             return Err("--size applies to ws://, wss:// and tcp:// echo only".into());
+        }
+        if (o.expect_body.is_some() || o.expect_bytes.is_some())
+            && !matches!(kind, Kind::Gemini | Kind::Http { .. })
+        {
+            return Err(
+                "--expect-body and --expect-bytes apply to gemini://, http:// and https:// only (ws:// and tcp:// echoes are always checked)".into(),
+            );
         }
         Ok(kind)
     }
@@ -198,7 +225,7 @@ fn raise_nofile() {
 
 /// Sets how workers are built: each gets a fresh protocol state; what all
 /// share (requests, payloads) is built once here.
-fn set_spawner(run: &Rc<Run>, kind: Kind, o: &Options, t: &Target) {
+fn set_spawner(run: &Rc<Run>, kind: Kind, o: &Options, t: &Target, expected: Option<Rc<Expected>>) {
     fn install<M: Mode>(run: &Rc<Run>, make: impl Fn(u64) -> M + 'static) {
         let weak: Weak<Run> = Rc::downgrade(run);
         run.set_spawner(Box::new(move |ctx: &mut Context<'_>, cursor: u64| {
@@ -211,11 +238,15 @@ fn set_spawner(run: &Rc<Run>, kind: Kind, o: &Options, t: &Target) {
     match kind {
         Kind::Gemini => {
             let req = gemini::request(&t.url);
-            install(run, move |_| gemini::Gemini::new(Rc::clone(&req)));
+            install(run, move |_| {
+                gemini::Gemini::new(Rc::clone(&req), expected.clone())
+            });
         }
         Kind::Http { close } => {
             let req = http::request(&t.authority, &t.path, close);
-            install(run, move |_| http::Http::new(Rc::clone(&req)));
+            install(run, move |_| {
+                http::Http::new(Rc::clone(&req), expected.clone())
+            });
         }
         Kind::WsEcho | Kind::WsConnect => {
             let base = ws::seed(0);
@@ -235,6 +266,11 @@ fn set_spawner(run: &Rc<Run>, kind: Kind, o: &Options, t: &Target) {
 
 /// Runs the benchmark and returns what it measured.
 fn execute(o: &Options, t: &Target, kind: Kind) -> Result<Summary, String> {
+    let expected = Expected::from_options(o.expect_body.as_deref(), o.expect_bytes)
+        .map_err(|e| e.to_string())?;
+    let expect_body = expected
+        .as_ref()
+        .map(|e| (e.promised_len(), o.expect_body.is_some()));
     let addr = t.resolve()?;
     let tls = if t.scheme.tls() {
         Some((tls_config(o)?, t.host.clone()))
@@ -276,7 +312,7 @@ fn execute(o: &Options, t: &Target, kind: Kind) -> Result<Summary, String> {
     };
     let t0 = Instant::now();
     let run = Rc::new(Run::new(plan, link, server_pid, t0));
-    set_spawner(&run, kind, o, t);
+    set_spawner(&run, kind, o, t, expected);
 
     if o.warmup.is_zero() {
         run.begin_measure(&mut reactor.context());
@@ -337,6 +373,7 @@ fn execute(o: &Options, t: &Target, kind: Kind) -> Result<Summary, String> {
         warmup: o.warmup,
         tls_resume: t.scheme.tls().then_some(o.resume),
         server_pid,
+        expect_body,
         m,
     })
 }

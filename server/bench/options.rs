@@ -68,6 +68,10 @@ pub struct Options {
     pub json: bool,
     /// The server's pid, for its CPU per operation.
     pub server_pid: Option<u32>,
+    /// Every successful response body must be this file's bytes.
+    pub expect_body: Option<PathBuf>,
+    /// Every successful response body must be this many bytes long.
+    pub expect_bytes: Option<u64>,
 }
 
 /// What to do.
@@ -184,6 +188,18 @@ const FLAGS: &[Flag] = &[
         help: "Status classes counted as success, as first digits: e.g. 2 or 23 [default: 23]. Others are counted as 'unexpected status' errors.",
     },
     Flag {
+        long: "expect-body",
+        short: None,
+        value: Some("FILE"),
+        help: "gemini://, http://, https://: the body of every response whose status class counts as success (--expect) must be exactly FILE's bytes; compared as it streams in, nothing kept. Mismatches (a byte, or the length) count as 'body' errors and make the exit code 3.",
+    },
+    Flag {
+        long: "expect-bytes",
+        short: None,
+        value: Some("N"),
+        help: "As --expect-body, checking only that each such body is N bytes long (with --expect-body too, N must be FILE's length).",
+    },
+    Flag {
         long: "json",
         short: None,
         value: None,
@@ -230,7 +246,7 @@ fn help_text() -> String {
          wire bytes, CPU per operation of the harness and of the server) or, with --json, one\n  \
          JSON object. Compare servers by their CPU per operation: one load core may not\n  \
          saturate one server core.\n\
-         \nEXIT CODES:\n  0  the run finished (even with errors)\n  1  could not start (resolution, TLS setup)\n  2  bad command line\n",
+         \nEXIT CODES:\n  0  the run finished (even with errors, except body mismatches)\n  1  could not start (resolution, TLS setup, --expect-body unreadable)\n  2  bad command line\n  3  the run finished, and some response body differed from --expect-body / --expect-bytes\n",
     );
     s
 }
@@ -283,6 +299,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Action, UsageEr
         expect: None,
         json: false,
         server_pid: None,
+        expect_body: None,
+        expect_bytes: None,
     };
     let err = |e: lexopt::Error| UsageError(e.to_string());
     let mut url: Option<String> = None;
@@ -346,6 +364,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Action, UsageEr
                     UsageError(format!(
                         "--expect: {v:?} is not a list of status classes like 23"
                     ))
+                })?);
+            }
+            Long("expect-body") => {
+                o.expect_body = Some(PathBuf::from(parser.value().map_err(err)?));
+            }
+            Long("expect-bytes") => {
+                let v = value(&mut parser, "expect-bytes")?;
+                o.expect_bytes = Some(v.trim().parse::<u64>().map_err(|_| {
+                    UsageError(format!("--expect-bytes: {v:?} is not a byte count"))
                 })?);
             }
             Long("json") => o.json = true,
@@ -456,6 +483,35 @@ mod tests {
         assert_eq!(o.pipeline, 1);
         assert!(!o.verify && !o.json && !o.resume);
         assert_eq!(o.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(o.expect_body, None);
+        assert_eq!(o.expect_bytes, None);
+    }
+
+    #[test]
+    fn expect_body_and_bytes() {
+        let o = run(&[
+            "--expect-body",
+            "/srv/big.bin",
+            "--expect-bytes",
+            "8388608",
+            "gemini://h/big.bin",
+        ]);
+        assert_eq!(o.expect_body, Some(PathBuf::from("/srv/big.bin")));
+        assert_eq!(o.expect_bytes, Some(8_388_608));
+        assert_eq!(run(&["--expect-bytes", "0", "x"]).expect_bytes, Some(0));
+        for bad in [
+            &["--expect-bytes", "-1", "x"][..],
+            &["--expect-bytes", "lots", "x"],
+            &["--expect-bytes", "", "x"],
+            &["--expect-bytes"],
+            &["--expect-body"],
+        ] {
+            assert!(parse(args(bad)).is_err(), "{bad:?}");
+        }
+        let Ok(Action::Print(h)) = parse(args(&["--help"])) else {
+            panic!("expected help")
+        };
+        assert!(h.contains("  3  "), "exit code 3 documented: {h}");
     }
 
     #[test]
@@ -486,6 +542,10 @@ mod tests {
             "--json",
             "--server-pid",
             "42",
+            "--expect-body",
+            "/ref",
+            "--expect-bytes",
+            "7",
             "ws://h/echo",
         ]);
         assert_eq!(o.connections, 8);
@@ -500,6 +560,8 @@ mod tests {
         assert_eq!(o.timeout, Duration::from_secs(2));
         assert!(o.expect.unwrap()[2]);
         assert_eq!(o.server_pid, Some(42));
+        assert_eq!(o.expect_body, Some(PathBuf::from("/ref")));
+        assert_eq!(o.expect_bytes, Some(7));
         assert_eq!(o.url, "ws://h/echo");
         assert!(!run(&["--verify", "--insecure", "x"]).verify);
     }

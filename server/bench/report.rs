@@ -42,6 +42,9 @@ pub struct Summary {
     pub tls_resume: Option<bool>,
     /// The server's pid, when known.
     pub server_pid: Option<u32>,
+    /// The body check: the promised length, and whether every byte was
+    /// compared (`--expect-body`) or only the length (`--expect-bytes`).
+    pub expect_body: Option<(u64, bool)>,
     /// What was measured.
     pub m: Measured,
 }
@@ -231,6 +234,19 @@ impl Summary {
             kinds.join(", ")
         };
         let _ = writeln!(s, "  {:<14}{errors}", "errors");
+        if let Some((len, exact)) = self.expect_body {
+            let what = if exact {
+                "every byte compared"
+            } else {
+                "length only"
+            };
+            let _ = writeln!(
+                s,
+                "  {:<14}{len} bytes, {what}; {} mismatches",
+                "body check",
+                m.errors.get(ErrorKind::Body as usize).copied().unwrap_or(0)
+            );
+        }
         let secs = m.elapsed.as_secs_f64().max(1e-9);
         let _ = writeln!(
             s,
@@ -320,6 +336,12 @@ impl Summary {
             "}},\"bytes\":{{\"in\":{},\"out\":{}}},",
             m.bytes.0, m.bytes.1
         );
+        match self.expect_body {
+            Some((len, exact)) => {
+                let _ = write!(s, "\"expect_body\":{{\"bytes\":{len},\"exact\":{exact}}},");
+            }
+            None => s.push_str("\"expect_body\":null,"),
+        }
         let opt = |v: Option<f64>| v.map_or("null".to_string(), num);
         let _ = write!(
             s,
@@ -435,6 +457,7 @@ mod tests {
             warmup: Duration::ZERO,
             tls_resume: Some(false),
             server_pid: Some(77),
+            expect_body: None,
             m: Measured {
                 ops: 3,
                 hist,
@@ -476,6 +499,29 @@ mod tests {
         let opens = j.matches('{').count();
         assert_eq!(opens, j.matches('}').count());
         assert!(!j.contains('\n'));
+    }
+
+    #[test]
+    fn body_check_in_table_and_json() {
+        let mut s = summary();
+        assert!(s.json().contains("\"expect_body\":null,"));
+        assert!(!s.human().contains("body check"));
+        s.expect_body = Some((8192, true));
+        s.m.errors[ErrorKind::Body as usize] = 4;
+        let j = s.json();
+        assert!(
+            j.contains("\"expect_body\":{\"bytes\":8192,\"exact\":true},"),
+            "{j}"
+        );
+        assert!(j.contains("\"body\":4"), "{j}");
+        let h = s.human();
+        assert!(
+            h.contains("8192 bytes, every byte compared; 4 mismatches"),
+            "{h}"
+        );
+        assert!(h.contains("body mismatch 4"), "{h}");
+        s.expect_body = Some((10, false));
+        assert!(s.human().contains("10 bytes, length only"));
     }
 
     #[test]

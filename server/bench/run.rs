@@ -46,6 +46,9 @@ pub enum ErrorKind {
     Tls,
     /// The response could not be parsed, or an echo did not match.
     BadResponse,
+    /// A response body differed from `--expect-body` / `--expect-bytes`
+    /// (a byte, or its length).
+    Body,
     /// A complete response with a status class not in `--expect`.
     Status,
     /// Any other socket error.
@@ -54,7 +57,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in report order.
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::Refused,
         ErrorKind::Connect,
         ErrorKind::Timeout,
@@ -62,6 +65,7 @@ impl ErrorKind {
         ErrorKind::Closed,
         ErrorKind::Tls,
         ErrorKind::BadResponse,
+        ErrorKind::Body,
         ErrorKind::Status,
         ErrorKind::Other,
     ];
@@ -76,6 +80,7 @@ impl ErrorKind {
             ErrorKind::Closed => "closed_early",
             ErrorKind::Tls => "tls",
             ErrorKind::BadResponse => "bad_response",
+            ErrorKind::Body => "body",
             ErrorKind::Status => "unexpected_status",
             ErrorKind::Other => "other",
         }
@@ -91,6 +96,7 @@ impl ErrorKind {
             ErrorKind::Closed => "closed early",
             ErrorKind::Tls => "TLS failure",
             ErrorKind::BadResponse => "bad response",
+            ErrorKind::Body => "body mismatch",
             ErrorKind::Status => "unexpected status",
             ErrorKind::Other => "other",
         }

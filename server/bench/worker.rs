@@ -97,6 +97,18 @@ impl Ops {
         }
     }
 
+    /// Whether a response of status class `class` (first digit) counts as
+    /// success (`--expect`): only those bodies are checked against
+    /// `--expect-body`, the others already count as errors.
+    pub fn expects(&self, class: u8) -> bool {
+        self.run
+            .plan
+            .expect
+            .get(usize::from(class))
+            .copied()
+            .unwrap_or(false)
+    }
+
     /// Whether an operation is in flight.
     pub fn busy(&self) -> bool {
         !self.inflight.is_empty()
