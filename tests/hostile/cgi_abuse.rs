@@ -14,16 +14,17 @@
 //! whatever their process group or parent; [`Leftovers`] kills whatever a
 //! failed case leaves behind.
 
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::server_support::TempDir;
+use crate::support::resources::stat_fields;
+use crate::support::wire::{read_step, ReadStep};
 use crate::support::{
-    self, attacker_ip, connect_from, probe_rounds, raise_nofile, start_target, Probe, Prober,
-    Resources, Target,
+    self, assert_prompt_after, attacker_ip, start_target, tls_from, warm_up, Launch, Prober,
+    Resources, Target, ALL,
 };
 
 /// The CGI timeout of these cases (`[[gemini]] cgi_timeout`; the default
@@ -38,10 +39,6 @@ const LONG_CGI_TIMEOUT: Duration = Duration::from_secs(6);
 /// Slack after a deadline: the timer fires on a loop turn, SIGCHLD is
 /// handled on the next, and `/proc` is polled every 50 ms.
 const MARGIN: Duration = Duration::from_secs(2);
-
-/// The probes this file runs: CGI runs on the Gemini listener, but a
-/// blocked loop would show on every listener.
-const KINDS: [Probe; 3] = [Probe::Gemini, Probe::Http, Probe::Wss];
 
 /// The scripts of the capsule, by name. Every child is a `sleep` whose
 /// duration says which script started it (600 to 603 s), so a leftover
@@ -101,32 +98,66 @@ fn config(cgi_timeout: Duration) -> String {
     )
 }
 
-/// Starts the target on a capsule (`capsule/index.gmi` for the probe,
-/// `capsule/cgi-bin/` with [`SCRIPTS`]) with `cgi_timeout`.
-fn start(name: &str, cgi_timeout: Duration) -> Target {
-    raise_nofile();
-    start_target(
-        name,
-        &["--config", "torsion.toml", "--dir", "capsule"],
-        |dir: &TempDir| {
-            let root = dir.path();
-            std::fs::write(root.join("torsion.toml"), config(cgi_timeout)).expect("config");
-            let bin = root.join("capsule/cgi-bin");
-            std::fs::create_dir_all(&bin).expect("capsule");
-            std::fs::write(root.join("capsule/index.gmi"), "# probe\n").expect("index");
-            for (script, text) in SCRIPTS {
-                let path = bin.join(script);
-                std::fs::write(&path, text).expect("script");
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-                    .expect("chmod");
-            }
-        },
-    )
+/// A CGI case's server, warmed up, and what the case checks against.
+struct Capsule {
+    /// Kills what a failed case left under `bin`; first, so it runs
+    /// before the directory is removed (fields drop in order).
+    _leftovers: Leftovers,
+    /// The server.
+    target: Target,
+    /// Where every CGI process runs (canonical, as `/proc` shows it).
+    bin: PathBuf,
+    /// The server's footprint after the warm-up.
+    baseline: Resources,
 }
 
-/// Where every CGI process of `target` runs (canonical, as `/proc` shows).
-fn cgi_bin(target: &Target) -> PathBuf {
-    std::fs::canonicalize(target.dir.path().join("capsule/cgi-bin")).expect("cgi-bin")
+/// Starts the target on a capsule (`capsule/index.gmi` for the probe,
+/// `capsule/cgi-bin/` with [`SCRIPTS`]) with `cgi_timeout`, and warms it
+/// up: every probe kind, then one well-behaved script, so the baseline
+/// includes what the first CGI run creates once for good (the reactor's
+/// SIGCHLD self-pipe: two descriptors).
+fn start(name: &str, cgi_timeout: Duration) -> Capsule {
+    let target = start_target(
+        name,
+        Launch {
+            config: &config(cgi_timeout),
+            args: &["--dir", "capsule"],
+            prepare: Some(&|root: &Path| {
+                let bin = root.join("capsule/cgi-bin");
+                std::fs::create_dir_all(&bin).expect("capsule");
+                std::fs::write(root.join("capsule/index.gmi"), "# probe\n").expect("index");
+                for (script, text) in SCRIPTS {
+                    let path = bin.join(script);
+                    std::fs::write(&path, text).expect("script");
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                        .expect("chmod");
+                }
+            }),
+            ..Launch::default()
+        },
+    );
+    let bin = std::fs::canonicalize(target.dir.path().join("capsule/cgi-bin")).expect("cgi-bin");
+    let leftovers = Leftovers(bin.clone());
+    warm_up(&target);
+    let r = cgi_get(
+        target.ports.gemini,
+        attacker_ip(249),
+        "/cgi-bin/hello",
+        Reader::Fast,
+        Duration::from_secs(5),
+    );
+    assert!(
+        r.ended && r.header == "20 text/plain" && r.body == 6,
+        "warm-up CGI: {r:?}"
+    );
+    assert_no_children(target.server.pid(), MARGIN);
+    let baseline = Resources::of(target.server.pid());
+    Capsule {
+        _leftovers: leftovers,
+        target,
+        bin,
+        baseline,
+    }
 }
 
 /// One process, as `/proc/PID/stat` and `cmdline` describe it.
@@ -141,13 +172,10 @@ struct Proc {
 
 /// Reads `/proc/PID`; `None` when it has gone.
 fn proc_info(pid: u32) -> Option<Proc> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parens.
-    let after = &stat[stat.rfind(')')? + 2..];
-    let mut fields = after.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    let pgid = fields.next()?.parse().ok()?;
+    let fields = stat_fields(pid)?;
+    let state = fields.first()?.chars().next()?;
+    let ppid = fields.get(1)?.parse().ok()?;
+    let pgid = fields.get(2)?.parse().ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|c| {
             String::from_utf8_lossy(&c)
@@ -281,12 +309,7 @@ fn request(
     from: IpAddr,
     path: &str,
 ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    let tcp = connect_from(from, gemini).expect("connect to Gemini");
-    tcp.set_write_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let conn = rustls::ClientConnection::new(crate::server_support::tls_client(&[]), name)
-        .expect("client");
+    let (tcp, conn) = tls_from(from, gemini, &[]);
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     tls.write_all(format!("gemini://localhost{path}\r\n").as_bytes())
         .expect("request");
@@ -316,9 +339,11 @@ fn cgi_get(
             break false;
         }
         let _ = tls.sock.set_read_timeout(Some(left));
-        match tls.read(&mut buf) {
-            Ok(0) => break true,
-            Ok(n) => {
+        match read_step(&mut tls, &mut buf) {
+            // No close_notify, or a reset: ended all the same.
+            ReadStep::Closed => break true,
+            ReadStep::Nothing => {}
+            ReadStep::Data(n) => {
                 if header.is_none() {
                     head.extend_from_slice(&buf[..n]);
                     if let Some(at) = head.windows(2).position(|w| w == b"\r\n") {
@@ -332,14 +357,6 @@ fn cgi_get(
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // No close_notify, or a reset: ended all the same.
-            Err(_) => break true,
         }
     };
     Reply {
@@ -370,25 +387,6 @@ fn at_once<T: Send + 'static>(
         .collect()
 }
 
-/// Probes every listener and runs one well-behaved script, so the
-/// baseline includes what the first CGI run creates once for good (the
-/// reactor's SIGCHLD self-pipe: two descriptors).
-fn warm_up(target: &Target) {
-    probe_rounds(&target.ports, &KINDS, 3).assert_prompt("warm-up", 9);
-    let r = cgi_get(
-        target.ports.gemini,
-        attacker_ip(249),
-        "/cgi-bin/hello",
-        Reader::Fast,
-        Duration::from_secs(5),
-    );
-    assert!(
-        r.ended && r.header == "20 text/plain" && r.body == 6,
-        "warm-up CGI: {r:?}"
-    );
-    assert_no_children(target.server.pid(), MARGIN);
-}
-
 /// The most processes seen under `dir` while `busy` holds, polled every
 /// 20 ms (to show the children really were started).
 fn peak_while(dir: &Path, busy: impl Fn() -> bool) -> usize {
@@ -405,19 +403,16 @@ fn peak_while(dir: &Path, busy: impl Fn() -> bool) -> usize {
 /// nothing under `cgi-bin` survives past `MARGIN`, the server has no child
 /// left, probes are prompt and the footprint comes back.
 fn fork_bomb_case(name: &str, script: &str, expect_ended_by: Duration) {
-    let target = start(name, CGI_TIMEOUT);
-    let bin = cgi_bin(&target);
-    let _cleanup = Leftovers(bin.clone());
+    let capsule = start(name, CGI_TIMEOUT);
+    let (target, bin, baseline) = (&capsule.target, &capsule.bin, capsule.baseline);
     let pid = target.server.pid();
-    warm_up(&target);
-    let baseline = Resources::of(pid);
     assert!(
-        live_under(&bin).is_empty(),
+        live_under(bin).is_empty(),
         "CGI processes before the attack"
     );
 
     const SCRIPTS_AT_ONCE: usize = 3;
-    let prober = Prober::start(&target.ports, &KINDS);
+    let prober = Prober::start(&target.ports, &ALL);
     let gemini = target.ports.gemini;
     let path = format!("/cgi-bin/{script}");
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -429,7 +424,7 @@ fn fork_bomb_case(name: &str, script: &str, expect_ended_by: Duration) {
         flag.store(true, std::sync::atomic::Ordering::SeqCst);
         replies
     });
-    let peak = peak_while(&bin, || !done.load(std::sync::atomic::Ordering::SeqCst));
+    let peak = peak_while(bin, || !done.load(std::sync::atomic::Ordering::SeqCst));
     let replies = attack.join().expect("attack");
     let finished = Instant::now();
     eprintln!("{script}: peak {peak} CGI processes; replies {replies:?}");
@@ -455,27 +450,19 @@ fn fork_bomb_case(name: &str, script: &str, expect_ended_by: Duration) {
             expect_ended_by + MARGIN
         );
     }
-    assert_none_left(&bin, MARGIN, &format!("after {script} ended"));
+    assert_none_left(bin, MARGIN, &format!("after {script} ended"));
     let settled = finished.elapsed();
     assert_no_children(pid, MARGIN);
 
     // Keep probing a little past the end, then judge the whole stretch.
     std::thread::sleep(Duration::from_millis(500).saturating_sub(settled));
     let during = prober.finish();
-    eprintln!(
-        "{script}: probes during: n {} p50 {:?} p99 {:?} max {:?}",
-        during.latencies.len(),
-        during.quantile(0.5),
-        during.quantile(0.99),
-        during.quantile(1.0)
-    );
     during.assert_prompt(&format!("during {script}"), 15);
-    probe_rounds(&target.ports, &KINDS, 5).assert_prompt(&format!("after {script}"), 15);
+    assert_prompt_after(&target.ports, script);
     // fds: the scripts' pipes and the attackers' sockets are all closed
     // (2 for a probe connection still closing). RSS: three short CGI runs
     // and their pipe buffers (1 MiB).
-    let now = Resources::assert_back_near(pid, baseline, 2, 1024, Duration::from_secs(5));
-    eprintln!("{script}: baseline {baseline:?}, after {now:?}");
+    Resources::assert_back_near(pid, baseline, 2, 1024, Duration::from_secs(5));
 }
 
 /// A script that starts fifty `sleep`s and waits for them is killed at
@@ -488,9 +475,10 @@ fn fork_bomb_lite_that_stays_is_killed_with_its_whole_group_at_the_deadline() {
 }
 
 /// A script that starts fifty `sleep`s holding its stdout and exits at
-/// once: the response cannot end before they do, so the deadline ends it,
-/// and none of the children may outlive the deadline (the script's exit
-/// must not stop the server from killing its process group).
+/// once: the response cannot end before they do. The server kills what is
+/// left of the script's process group when it reaps the script (so the
+/// response ends within a second, long before the deadline), and none of
+/// the children may outlive the deadline in any case.
 #[test]
 fn fork_bomb_lite_that_exits_leaves_no_child_holding_its_output_past_the_deadline() {
     let _one = support::serial();
@@ -498,9 +486,9 @@ fn fork_bomb_lite_that_exits_leaves_no_child_holding_its_output_past_the_deadlin
 }
 
 /// A script that starts fifty detached `sleep`s and exits at once: the
-/// response ends at once, and when the connection closes the script's
-/// process group goes with it (the reactor's `Transport::spawn` contract:
-/// "when the connection closes the whole group is killed").
+/// response ends at once, and the script's process group goes with it
+/// (the reactor's `Transport::spawn` contract: "when the child exits or
+/// the connection closes, whatever is left of the group is killed").
 #[test]
 fn fork_bomb_lite_that_detaches_and_exits_leaves_no_child_once_the_connection_closes() {
     let _one = support::serial();
@@ -518,14 +506,11 @@ fn fork_bomb_lite_that_detaches_and_exits_leaves_no_child_once_the_connection_cl
 #[test]
 fn scripts_ignoring_sigterm_are_killed_at_the_deadline_with_42_and_no_zombie() {
     let _one = support::serial();
-    let target = start("hostile-cgi-term", CGI_TIMEOUT);
-    let bin = cgi_bin(&target);
-    let _cleanup = Leftovers(bin.clone());
+    let capsule = start("hostile-cgi-term", CGI_TIMEOUT);
+    let (target, bin, baseline) = (&capsule.target, &capsule.bin, capsule.baseline);
     let pid = target.server.pid();
-    warm_up(&target);
-    let baseline = Resources::of(pid);
 
-    let prober = Prober::start(&target.ports, &KINDS);
+    let prober = Prober::start(&target.ports, &ALL);
     let gemini = target.ports.gemini;
     let replies = at_once(6, 0, move |from, i| {
         let script = if i % 2 == 0 {
@@ -539,7 +524,7 @@ fn scripts_ignoring_sigterm_are_killed_at_the_deadline_with_42_and_no_zombie() {
             cgi_get(gemini, from, &path, Reader::Fast, CGI_TIMEOUT + 3 * MARGIN),
         )
     });
-    assert_none_left(&bin, MARGIN, "after the SIGTERM-ignoring scripts' deadline");
+    assert_none_left(bin, MARGIN, "after the SIGTERM-ignoring scripts' deadline");
     assert_no_children(pid, MARGIN);
     let during = prober.finish();
     for (script, r) in &replies {
@@ -564,19 +549,11 @@ fn scripts_ignoring_sigterm_are_killed_at_the_deadline_with_42_and_no_zombie() {
             assert_eq!(r.body, "started\n".len() as u64, "{script}: body");
         }
     }
-    eprintln!(
-        "ignore-term: probes during: n {} p50 {:?} p99 {:?} max {:?}",
-        during.latencies.len(),
-        during.quantile(0.5),
-        during.quantile(0.99),
-        during.quantile(1.0)
-    );
     during.assert_prompt("during SIGTERM-ignoring scripts", 15);
-    probe_rounds(&target.ports, &KINDS, 5).assert_prompt("after SIGTERM-ignoring scripts", 15);
+    assert_prompt_after(&target.ports, "SIGTERM-ignoring scripts");
     // fds: pipes and sockets closed (2 for a probe still closing). RSS:
     // six idle CGI runs cost nothing lasting (1 MiB).
-    let now = Resources::assert_back_near(pid, baseline, 2, 1024, Duration::from_secs(5));
-    eprintln!("ignore-term: baseline {baseline:?}, after {now:?}");
+    Resources::assert_back_near(pid, baseline, 2, 1024, Duration::from_secs(5));
 }
 
 /// The live `yes` of the `endless` request with query `tag`.
@@ -600,15 +577,12 @@ fn endless_procs(bin: &Path, tag: &str) -> Vec<Proc> {
 fn an_endless_writer_is_streamed_with_backpressure_and_killed_at_the_deadline_or_when_the_client_leaves(
 ) {
     let _one = support::serial();
-    let target = start("hostile-cgi-endless", LONG_CGI_TIMEOUT);
-    let bin = cgi_bin(&target);
-    let _cleanup = Leftovers(bin.clone());
+    let capsule = start("hostile-cgi-endless", LONG_CGI_TIMEOUT);
+    let (target, bin, baseline) = (&capsule.target, &capsule.bin, capsule.baseline);
     let pid = target.server.pid();
-    warm_up(&target);
-    let baseline = Resources::of(pid);
     let gemini = target.ports.gemini;
 
-    let prober = Prober::start(&target.ports, &KINDS);
+    let prober = Prober::start(&target.ports, &ALL);
     let started = Instant::now();
     let reader = std::thread::spawn(move || {
         cgi_get(
@@ -625,7 +599,7 @@ fn an_endless_writer_is_streamed_with_backpressure_and_killed_at_the_deadline_or
     // The leaver's script runs, then the leaver goes away.
     let wait_for = |tag: &str| {
         let deadline = Instant::now() + MARGIN;
-        while endless_procs(&bin, tag).is_empty() {
+        while endless_procs(bin, tag).is_empty() {
             assert!(Instant::now() < deadline, "endless?{tag} never started");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -636,11 +610,11 @@ fn an_endless_writer_is_streamed_with_backpressure_and_killed_at_the_deadline_or
     drop(leaver);
     let left_at = Instant::now();
     let deadline = left_at + MARGIN;
-    while !endless_procs(&bin, "leaver").is_empty() {
+    while !endless_procs(bin, "leaver").is_empty() {
         assert!(
             Instant::now() < deadline,
             "endless?leaver still running {MARGIN:?} after its client left: {:#?}",
-            endless_procs(&bin, "leaver")
+            endless_procs(bin, "leaver")
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -658,7 +632,7 @@ fn an_endless_writer_is_streamed_with_backpressure_and_killed_at_the_deadline_or
     // not running, when backpressure reaches it.
     let (mut samples, mut blocked) = (0, 0);
     loop {
-        let yes = endless_procs(&bin, "holder");
+        let yes = endless_procs(bin, "holder");
         if yes.is_empty() || started.elapsed() >= LONG_CGI_TIMEOUT + MARGIN {
             break;
         }
@@ -669,7 +643,7 @@ fn an_endless_writer_is_streamed_with_backpressure_and_killed_at_the_deadline_or
         peak_rss = peak_rss.max(Resources::of(pid).rss_kib);
         std::thread::sleep(Duration::from_millis(50));
     }
-    let holder_procs = endless_procs(&bin, "holder");
+    let holder_procs = endless_procs(bin, "holder");
     assert!(
         holder_procs.is_empty(),
         "endless?holder still running {:?} after it started (deadline {LONG_CGI_TIMEOUT:?}): {holder_procs:#?}",
@@ -677,7 +651,7 @@ fn an_endless_writer_is_streamed_with_backpressure_and_killed_at_the_deadline_or
     );
     let holder_killed_after = started.elapsed();
     let read = reader.join().expect("reader");
-    assert_none_left(&bin, MARGIN, "after the endless writers");
+    assert_none_left(bin, MARGIN, "after the endless writers");
     assert_no_children(pid, MARGIN);
     // The holder finally goes too; the server drops what it had queued.
     drop(holder);
@@ -724,20 +698,12 @@ fn an_endless_writer_is_streamed_with_backpressure_and_killed_at_the_deadline_or
         "server RSS reached {peak_rss} KiB while a client did not read (baseline {} KiB)",
         baseline.rss_kib
     );
-    eprintln!(
-        "endless: probes during: n {} p50 {:?} p99 {:?} max {:?}",
-        during.latencies.len(),
-        during.quantile(0.5),
-        during.quantile(0.99),
-        during.quantile(1.0)
-    );
     during.assert_prompt("during endless writers", 20);
-    probe_rounds(&target.ports, &KINDS, 5).assert_prompt("after endless writers", 15);
+    assert_prompt_after(&target.ports, "endless writers");
     // fds: pipes and sockets closed (2 for a probe still closing). RSS: the
     // streamed megabytes passed through bounded buffers; the allocator may
     // keep a few of them (2 MiB).
-    let now = Resources::assert_back_near(pid, baseline, 2, 2048, Duration::from_secs(5));
-    eprintln!("endless: baseline {baseline:?}, after {now:?}");
+    Resources::assert_back_near(pid, baseline, 2, 2048, Duration::from_secs(5));
 }
 
 /// Time between two arrivals in the twenty-at-once case: all twenty have
@@ -772,15 +738,12 @@ const TWENTY_TIMEOUT: Duration = Duration::from_secs(4);
 #[test]
 fn twenty_abusive_cgi_requests_at_once_leave_nothing_and_probes_stay_prompt() {
     let _one = support::serial();
-    let target = start("hostile-cgi-twenty", TWENTY_TIMEOUT);
-    let bin = cgi_bin(&target);
-    let _cleanup = Leftovers(bin.clone());
+    let capsule = start("hostile-cgi-twenty", TWENTY_TIMEOUT);
+    let (target, bin, baseline) = (&capsule.target, &capsule.bin, capsule.baseline);
     let pid = target.server.pid();
-    warm_up(&target);
-    let baseline = Resources::of(pid);
     let gemini = target.ports.gemini;
 
-    let prober = Prober::start(&target.ports, &KINDS);
+    let prober = Prober::start(&target.ports, &ALL);
     let started = Instant::now();
     let attack = std::thread::spawn(move || {
         at_once(20, 0, move |from, i| {
@@ -835,12 +798,12 @@ fn twenty_abusive_cgi_requests_at_once_leave_nothing_and_probes_stay_prompt() {
     // Whatever the clients do (the holders are still connected, the slow
     // readers still draining what was queued), every script and child is
     // gone at the deadline.
-    let peak = peak_while(&bin, || {
+    let peak = peak_while(bin, || {
         started.elapsed() < TWENTY_TIMEOUT.saturating_sub(Duration::from_millis(200))
     });
     let last_deadline = TWENTY_TIMEOUT + ARRIVAL_GAP * 19;
     std::thread::sleep(last_deadline.saturating_sub(started.elapsed()));
-    assert_none_left(&bin, MARGIN, "at the deadline of twenty abusive requests");
+    assert_none_left(bin, MARGIN, "at the deadline of twenty abusive requests");
     assert_no_children(pid, MARGIN);
     let replies = attack.join().expect("attack");
     let during = prober.finish();
@@ -860,19 +823,11 @@ fn twenty_abusive_cgi_requests_at_once_leave_nothing_and_probes_stay_prompt() {
     // miss a short moment, hence not 85).
     eprintln!("twenty: peak {peak} CGI processes at once");
     assert!(peak >= 70, "only {peak} CGI processes seen at once");
-    eprintln!(
-        "twenty: probes during: n {} p50 {:?} p99 {:?} max {:?}",
-        during.latencies.len(),
-        during.quantile(0.5),
-        during.quantile(0.99),
-        during.quantile(1.0)
-    );
     during.assert_prompt("during twenty abusive CGI requests", 20);
-    probe_rounds(&target.ports, &KINDS, 5).assert_prompt("after twenty abusive CGI requests", 15);
+    assert_prompt_after(&target.ports, "twenty abusive CGI requests");
     // fds: twenty scripts' pipes and sockets closed (2 for a probe still
     // closing). RSS: five blocked writers' queues at high water and five
     // slow readers' chunks passed through; the allocator may keep some
     // (4 MiB).
-    let now = Resources::assert_back_near(pid, baseline, 2, 4096, Duration::from_secs(5));
-    eprintln!("twenty: baseline {baseline:?}, after {now:?}");
+    Resources::assert_back_near(pid, baseline, 2, 4096, Duration::from_secs(5));
 }

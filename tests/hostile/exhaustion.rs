@@ -18,15 +18,16 @@
 //! the same minus "not dropped".
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::wire::handshake;
 use crate::support::{
-    self, attacker_ip, connect_from, count_lines, cpu_share, cpu_time, json_count, limit_nofile,
-    probe_once, probe_rounds, probe_waiting, process_state, raise_nofile, settled, socket_count,
-    start_target_with, status_json, wait_closed, Ports, Probe, Prober, Resources, Target,
+    self, attacker_ip, connect_from, count_lines, cpu_share, cpu_time, probe_once, probe_rounds,
+    probe_waiting, process_state, settled, socket_count, start_warm, wait_closed, Launch, Listener,
+    Ports, Prober, Resources, Status, Target, ALL,
 };
 
 /// The descriptor limit of the exhaustion cases (`ulimit -n 64`).
@@ -57,9 +58,6 @@ const IDLE_CPU: f64 = 0.05;
 /// in the debug build), then serves it.
 const SERVED_AFTER_LEAVING: Duration = Duration::from_secs(1);
 
-/// The kinds the well-behaved client probes.
-const ALL: [Probe; 3] = [Probe::Gemini, Probe::Http, Probe::Wss];
-
 /// The server has taken what it will of the attackers once its descriptor
 /// count has not moved for this long (it accepts 64 per wakeup, in ms).
 const QUIET: Duration = Duration::from_millis(500);
@@ -70,15 +68,36 @@ const SETTLE_WITHIN: Duration = Duration::from_secs(10);
 /// Starts a server limited to [`NOFILE`] descriptors with `extra` flags,
 /// warms it up, and returns it with its footprint baseline and the number
 /// of sockets it holds with no client (listeners and internal ones).
-fn limited(name: &str, extra: &[&str]) -> (Target, Resources, usize) {
-    // This process needs more than a thousand descriptors for the attack;
-    // the server's own limit is set in its child before exec.
-    raise_nofile();
-    let target = start_target_with(name, extra, |_| {}, |c| limit_nofile(c, NOFILE));
-    probe_rounds(&target.ports, &ALL, 3).assert_prompt("warm-up", 9);
-    let baseline = Resources::of(target.server.pid());
+fn limited(name: &str, args: &[&str]) -> (Target, Resources, usize) {
+    // This process needs more than a thousand descriptors for the attack
+    // (`start_target` raises its limit); the server's own limit is set in
+    // its child before exec.
+    let (target, baseline) = start_warm(
+        name,
+        Launch {
+            args,
+            nofile: Some(NOFILE),
+            ..Launch::default()
+        },
+    );
     let sockets = socket_count(target.server.pid());
     (target, baseline, sockets)
+}
+
+/// Measures the server's CPU share over `window` and returns it, after
+/// asserting it is under [`IDLE_CPU`] (not spinning) and that the process
+/// is still alive and not a zombie; `what` names the server's situation.
+fn assert_asleep(target: &Target, what: &str, window: Duration) -> f64 {
+    let pid = target.server.pid();
+    let cpu = cpu_share(pid, window);
+    let state = process_state(pid);
+    assert!(cpu < IDLE_CPU, "{what} used {:.0}% of a core", cpu * 100.0);
+    assert!(
+        matches!(state, 'S' | 'R'),
+        "{what} is in state {state:?}; its log: {:#?}",
+        target.server.lines()
+    );
+    cpu
 }
 
 /// `ATTACKERS` silent TCP connections spread over the three listeners and
@@ -86,10 +105,9 @@ fn limited(name: &str, extra: &[&str]) -> (Target, Resources, usize) {
 /// They connect even when the server does not accept: the kernel completes
 /// the handshake into the listener's backlog (1024).
 fn open_attackers(ports: &Ports) -> Vec<TcpStream> {
-    let to = [ports.gemini, ports.http, ports.https];
     (0..ATTACKERS)
         .map(|i| {
-            connect_from(attacker_ip(i), to[i % LISTENERS])
+            connect_from(attacker_ip(i), ports.of(Listener::ALL[i % LISTENERS]))
                 .unwrap_or_else(|e| panic!("attacker {i}: {e}"))
         })
         .collect()
@@ -115,32 +133,16 @@ fn nofile_64_with_1000_connections_holds_its_cap_without_spinning_and_serves_the
     );
 
     // Well-behaved clients arrive now and wait (in the accept queue).
-    let ports = Arc::new(Ports {
-        gemini: target.ports.gemini,
-        http: target.ports.http,
-        https: target.ports.https,
-    });
+    let ports = target.ports;
     let queued: Vec<_> = ALL
         .iter()
         .map(|&kind| {
-            let ports = Arc::clone(&ports);
             std::thread::spawn(move || {
                 probe_waiting(kind, &ports, Duration::from_secs(20)).map(|_| Instant::now())
             })
         })
         .collect();
-    let cpu = cpu_share(pid, Duration::from_secs(3));
-    let state = process_state(pid);
-    assert!(
-        cpu < IDLE_CPU,
-        "the saturated server used {:.0}% of a core",
-        cpu * 100.0
-    );
-    assert!(
-        matches!(state, 'S' | 'R'),
-        "the saturated server is in state {state:?}; its log: {:#?}",
-        target.server.lines()
-    );
+    let cpu = assert_asleep(&target, "the saturated server", Duration::from_secs(3));
     assert_eq!(
         count_lines(&target.server, &["accept: "]),
         0,
@@ -169,18 +171,16 @@ fn nofile_64_with_1000_connections_holds_its_cap_without_spinning_and_serves_the
         );
     }
     let took = left.elapsed();
-    let prober = Prober::start(&target.ports, &ALL);
-    std::thread::sleep(Duration::from_secs(2));
-    prober.finish().assert_prompt("after the saturation", 30);
-    // The attackers' descriptors are all gone (no fd slack); 1 MiB of RSS
-    // covers allocator noise (32 connections at a time were ever held).
-    let after = Resources::assert_back_near(pid, baseline, 0, 1024, Duration::from_secs(5));
     eprintln!(
         "nofile 64: held {held} of {ATTACKERS}, cpu {:.1}%, queued clients served within \
-         {took:?} of the attackers leaving; footprint baseline {baseline:?}, saturated \
-         {saturated:?}, after {after:?}",
+         {took:?} of the attackers leaving; footprint saturated {saturated:?}",
         cpu * 100.0
     );
+    Prober::run_for(&target.ports, &ALL, Duration::from_secs(2))
+        .assert_prompt("after the saturation", 30);
+    // The attackers' descriptors are all gone (no fd slack); 1 MiB of RSS
+    // covers allocator noise (32 connections at a time were ever held).
+    Resources::assert_back_near(pid, baseline, 0, 1024, Duration::from_secs(5));
 }
 
 /// With `ulimit -n 64` and `--max-conns 1000` (a cap the descriptor table
@@ -203,19 +203,8 @@ fn nofile_64_out_of_descriptors_backs_off_instead_of_spinning_and_recovers() {
     );
     let warned_before = count_lines(&target.server, &["accept: "]);
     let window = Duration::from_secs(3);
-    let cpu = cpu_share(pid, window);
-    let state = process_state(pid);
+    let cpu = assert_asleep(&target, "the server out of descriptors", window);
     let backoffs = count_lines(&target.server, &["accept: "]) - warned_before;
-    assert!(
-        cpu < IDLE_CPU,
-        "the server out of descriptors used {:.0}% of a core",
-        cpu * 100.0
-    );
-    assert!(
-        matches!(state, 'S' | 'R'),
-        "the server out of descriptors is in state {state:?}; its log: {:#?}",
-        target.server.lines()
-    );
     // One back-off per listener per 100 ms at most (plus one in flight).
     let most = LISTENERS * (window.as_millis() as usize / 100 + 1);
     assert!(
@@ -248,17 +237,16 @@ fn nofile_64_out_of_descriptors_backs_off_instead_of_spinning_and_recovers() {
         };
         eprintln!("emfile: {kind:?} served again {first:?} after the attackers left");
     }
-    let prober = Prober::start(&target.ports, &ALL);
-    std::thread::sleep(Duration::from_secs(2));
-    prober
-        .finish()
-        .assert_prompt("after running out of descriptors", 30);
-    let after = Resources::assert_back_near(pid, baseline, 0, 1024, Duration::from_secs(5));
     eprintln!(
         "emfile: table full at {full} fds, cpu {:.1}%, {backoffs} back-offs in {window:?}, \
-         {turned_away} attackers turned away; footprint baseline {baseline:?}, after {after:?}",
+         {turned_away} attackers turned away",
         cpu * 100.0
     );
+    Prober::run_for(&target.ports, &ALL, Duration::from_secs(2))
+        .assert_prompt("after running out of descriptors", 30);
+    // The attackers' descriptors are all gone (no fd slack); 1 MiB of RSS
+    // covers allocator noise.
+    Resources::assert_back_near(pid, baseline, 0, 1024, Duration::from_secs(5));
 }
 
 /// The quota of the storm case, on Gemini (`--rate-limit`) and HTTP (the
@@ -290,25 +278,23 @@ enum Got {
 }
 
 /// One storm connection to Gemini from `from`.
-fn storm_gemini(from: std::net::IpAddr, to: SocketAddr) -> Got {
+fn storm_gemini(from: IpAddr, to: SocketAddr) -> Got {
     let Ok(mut tcp) = connect_from(from, to) else {
         return Got::Other("connect failed".into());
     };
     tcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     tcp.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut conn =
-        rustls::ClientConnection::new(crate::server_support::tls_client(&[]), name).unwrap();
-    while conn.is_handshaking() {
-        if let Err(e) = conn.complete_io(&mut tcp) {
+    let conn = match handshake(&mut tcp, &[]) {
+        Ok(conn) => conn,
+        Err(e) => {
             return match e.kind() {
                 io::ErrorKind::UnexpectedEof
                 | io::ErrorKind::ConnectionReset
                 | io::ErrorKind::BrokenPipe => Got::Dropped,
                 _ => Got::Other(format!("handshake: {e}")),
-            };
+            }
         }
-    }
+    };
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     if tls.write_all(b"gemini://localhost/\r\n").is_err() {
         return Got::Dropped;
@@ -334,7 +320,7 @@ fn storm_gemini(from: std::net::IpAddr, to: SocketAddr) -> Got {
 }
 
 /// One storm connection to HTTP from `from`.
-fn storm_http(from: std::net::IpAddr, to: SocketAddr) -> Got {
+fn storm_http(from: IpAddr, to: SocketAddr) -> Got {
     let Ok(mut tcp) = connect_from(from, to) else {
         return Got::Other("connect failed".into());
     };
@@ -366,11 +352,7 @@ fn storm_http(from: std::net::IpAddr, to: SocketAddr) -> Got {
 
 /// Runs `attempt` [`STORM_PER_SEC`] times a second for [`STORM`], paced on
 /// a schedule (four threads, so a slow answer does not slow the storm).
-fn storm(
-    attempt: fn(std::net::IpAddr, SocketAddr) -> Got,
-    from: std::net::IpAddr,
-    to: SocketAddr,
-) -> Vec<Got> {
+fn storm(attempt: fn(IpAddr, SocketAddr) -> Got, from: IpAddr, to: SocketAddr) -> Vec<Got> {
     let total = STORM_PER_SEC * STORM.as_secs() as usize;
     let next = Arc::new(AtomicUsize::new(0));
     let got = Arc::new(Mutex::new(Vec::with_capacity(total)));
@@ -408,22 +390,17 @@ fn storm(
 fn connection_storm_from_one_address_is_refused_cheaply_while_others_are_served() {
     let _one = support::serial();
     let quota = format!("{QUOTA_PER_SEC}/s");
-    let target = start_target_with(
+    let config = format!("[[http]]\nrate_limit = \"{quota}\"\n");
+    let (target, baseline) = start_warm(
         "storm",
-        &["--config", "storm.toml", "--rate-limit", &quota],
-        |dir| {
-            std::fs::write(
-                dir.path().join("storm.toml"),
-                format!("[[http]]\nrate_limit = \"{quota}\"\n"),
-            )
-            .unwrap();
+        Launch {
+            config: &config,
+            args: &["--rate-limit", &quota],
+            ..Launch::default()
         },
-        |_| {},
     );
     let pid = target.server.pid();
-    probe_rounds(&target.ports, &ALL, 3).assert_prompt("warm-up", 9);
-    let baseline = Resources::of(pid);
-    let before = status_json(target.ports.https);
+    let before = Status::read(target.ports.https);
     // The well-behaved client's rate: one probe of each kind every ~200 ms
     // (5 a second, under its own quota of 10).
     let interval = Duration::from_millis(150);
@@ -451,7 +428,7 @@ fn connection_storm_from_one_address_is_refused_cheaply_while_others_are_served(
     let during = prober.finish();
     during.assert_prompt("during the storm", 20);
 
-    let now = status_json(target.ports.https);
+    let now = Status::read(target.ports.https);
     let mut refused_total = 0;
     let mut served_total = 0;
     for (name, got) in [("gemini", &gemini), ("http", &http)] {
@@ -491,9 +468,7 @@ fn connection_storm_from_one_address_is_refused_cheaply_while_others_are_served(
             "{name}: only {dropped} of {} storm connections dropped at accept",
             got.len()
         );
-        let line = format!("\"name\":\"{name}\"");
-        let counted = json_count(&now, &line, "gate_refusals").unwrap_or(0)
-            - json_count(&before, &line, "gate_refusals").unwrap_or(0);
+        let counted = now.protocol(name, "gate_refusals") - before.protocol(name, "gate_refusals");
         assert_eq!(
             counted as usize,
             refused + dropped,
@@ -524,13 +499,10 @@ fn connection_storm_from_one_address_is_refused_cheaply_while_others_are_served(
     );
     probe_rounds(&target.ports, &ALL, 3).assert_prompt("after the storm", 9);
     // Gate state for one address; 1 MiB for allocator noise.
-    let after = Resources::assert_back_near(pid, baseline, 0, 1024, Duration::from_secs(5));
+    Resources::assert_back_near(pid, baseline, 0, 1024, Duration::from_secs(5));
     eprintln!(
         "storm: server CPU {storm_cpu:?} in {storm_time:?} (probes alone {:.1}% of a core), \
-         {per_refusal:?} per refused connection; probes during n {} p99 {:?}; footprint \
-         baseline {baseline:?}, after {after:?}",
+         {per_refusal:?} per refused connection",
         probe_cpu_rate * 100.0,
-        during.latencies.len(),
-        during.quantile(0.99)
     );
 }
