@@ -111,7 +111,7 @@ pub enum HandshakeError {
     HasBody,
     /// `Upgrade: websocket` without `upgrade` in the Connection header.
     MissingConnectionUpgrade,
-    /// The Host header is missing.
+    /// The Host header is missing or empty.
     MissingHost,
     /// A header that must appear at most once appeared more often.
     DuplicateHeader(&'static str),
@@ -254,8 +254,11 @@ fn check_request(req: &httparse::Request<'_, '_>) -> Result<Request, HandshakeEr
     if !headers.has_token("connection", "upgrade") {
         return Err(HandshakeError::MissingConnectionUpgrade);
     }
+    // An empty Host is no Host (RFC 7230 section 5.4 requires one naming
+    // the authority; an upgrade cannot be checked against nothing).
     let host = headers
         .single("Host")?
+        .filter(|h| !h.trim().is_empty())
         .ok_or(HandshakeError::MissingHost)?
         .to_owned();
     match headers.single("Sec-WebSocket-Version") {
@@ -585,7 +588,7 @@ Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\
 
     #[test]
     fn other_upgrade_errors() {
-        let cases: [(Vec<u8>, HandshakeError); 8] = [
+        let cases: [(Vec<u8>, HandshakeError); 9] = [
             (
                 good_but("Connection", ""),
                 HandshakeError::MissingConnectionUpgrade,
@@ -595,6 +598,7 @@ Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\
                 HandshakeError::MissingConnectionUpgrade,
             ),
             (good_but("Host", ""), HandshakeError::MissingHost),
+            (good_but("Host", "Host: "), HandshakeError::MissingHost),
             (
                 request("GET / HTTP/1.0", &GOOD),
                 HandshakeError::OldHttpVersion,
