@@ -190,6 +190,38 @@ fn directories_redirect_serve_index_or_list() {
     assert!(!root.contains("=> ../"));
 }
 
+/// A directory named by a request at the 1,024-byte limit cannot be
+/// redirected to its slash form (the redirect would not fit in a header):
+/// the client is told so with 59, instead of the response failing as 42.
+#[test]
+fn a_directory_redirect_too_long_for_a_header_is_59() {
+    let dir = TempDir::new("longdir");
+    let state = TempDir::new("longdir-state");
+    let prefix = "gemini://localhost/";
+    // Components within NAME_MAX (255), the whole URL exactly 1,024 bytes.
+    let mut path = format!(
+        "{}/{}/{}/",
+        "a".repeat(250),
+        "b".repeat(250),
+        "c".repeat(250)
+    );
+    path.push_str(&"d".repeat(1024 - prefix.len() - path.len()));
+    dir.write(&format!("{path}/f.gmi"), "deep\n");
+    let server = serve(&dir, &state, None);
+    let url = format!("{prefix}{path}");
+    assert_eq!(url.len(), 1024);
+    let r = get(server.addr, &url);
+    assert_eq!(
+        (r.status, r.meta.as_str()),
+        (59, "URL too long to redirect")
+    );
+    // One byte shorter still redirects.
+    let shorter = &url[..url.len() - 1];
+    std::fs::create_dir_all(dir.path().join(&path[..path.len() - 1])).unwrap();
+    let r = get(server.addr, shorter);
+    assert_eq!((r.status, r.meta), (31, format!("{shorter}/")));
+}
+
 #[test]
 fn mime_types_and_lang() {
     let dir = TempDir::new("mime");

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use super::app::{Body, Handler, Request, Response};
 use super::config::{GeminiConfigError, Root, VirtualHost, MAX_LISTING_ENTRIES};
 use super::path::{safe_segments, SafePath};
+use super::response::MAX_META;
 use super::status::Status;
 use crate::open_file::open_regular;
 
@@ -236,7 +237,15 @@ impl Handler for StaticFiles {
                 let mut url = request.url().clone();
                 let with_slash = format!("{}/", request.path());
                 url.set_path(&with_slash);
-                return Response::redirect_permanent(url.to_string());
+                let target = url.to_string();
+                // A request at the 1,024-byte limit (or one whose path the
+                // URL serialiser percent-encodes) can make a redirect that
+                // no header may carry: say so to the client instead of
+                // failing the response with 42.
+                if target.len() > MAX_META {
+                    return Response::new(Status::BadRequest, "URL too long to redirect");
+                }
+                return Response::redirect_permanent(target);
             }
             return self.directory_response(&path, &safe, request);
         }
