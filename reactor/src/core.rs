@@ -1631,6 +1631,14 @@ impl Core {
         self.timers
             .insert(at, None, NIL, 0, TimerKind::ShutdownDeadline, &mut dummy);
         let keys: Vec<(u32, u32)> = self.conns.iter().map(|(k, c)| (k as u32, c.gen)).collect();
+        // Deliver what is already in each socket first (a request sent
+        // before the signal, on a connection just taken from the queue or
+        // idle between requests), so `shutting_down` sees every connection
+        // as it really is: one with a request in its socket is not idle.
+        for &(key, gen) in &keys {
+            self.read_conn(key, gen);
+        }
+        self.settle();
         for (key, gen) in keys {
             self.call(key, gen, |p, t| p.shutting_down(t));
         }

@@ -76,9 +76,11 @@ pub trait Protocol {
 
     /// The reactor is shutting down gracefully (SIGINT/SIGTERM or
     /// [`ReactorHandle::shutdown`](crate::ReactorHandle::shutdown)): finish
-    /// what is in flight and close. Connections still open at the deadline
-    /// are closed. The default does nothing, so the connection ends when its
-    /// work ends (or at the deadline).
+    /// what is in flight and close. Whatever was already in the socket has
+    /// been delivered (`data_received`) before this call, so a connection
+    /// with nothing buffered is really idle. Connections still open at the
+    /// deadline are closed. The default does nothing, so the connection
+    /// ends when its work ends (or at the deadline).
     fn shutting_down(&mut self, _t: &mut Transport<'_>) {}
 
     /// The connection has ended; `reason` says how. The transport still

@@ -792,8 +792,29 @@ fn calls_from_another_thread_run_on_the_reactor_in_order() {
     running.stop();
 }
 
+/// Echoes; told to shut down while it has received nothing, it closes at
+/// once (as an HTTP server closes an idle keep-alive connection).
+struct EchoUnlessIdle {
+    received: bool,
+}
+
+impl Protocol for EchoUnlessIdle {
+    fn data_received(&mut self, t: &mut Transport<'_>, data: &mut [u8]) {
+        self.received = true;
+        t.write(data);
+    }
+
+    fn shutting_down(&mut self, t: &mut Transport<'_>) {
+        if !self.received {
+            t.close();
+        }
+    }
+}
+
 /// Clients the kernel has already accepted into a listener's queue when a
-/// graceful shutdown begins are served, not reset when the listener closes.
+/// graceful shutdown begins are served, not reset when the listener closes,
+/// and what they already sent is delivered before `shutting_down`, so a
+/// protocol that closes idle connections does not mistake them for idle.
 /// The listener is paused so that they are certainly still queued.
 #[test]
 fn graceful_shutdown_serves_connections_waiting_in_the_accept_queue() {
@@ -802,7 +823,7 @@ fn graceful_shutdown_serves_connections_waiting_in_the_accept_queue() {
         |r| {
             let id = r
                 .listen(common::localhost0(), |_: &PeerInfo| {
-                    Box::new(Echo) as Box<dyn Protocol>
+                    Box::new(EchoUnlessIdle { received: false }) as Box<dyn Protocol>
                 })
                 .unwrap();
             r.pause_listener(id);

@@ -572,19 +572,13 @@ impl Protocol for HttpConnection {
 
     fn shutting_down(&mut self, t: &mut Transport<'_>) {
         self.stopping = true;
-        // A request in progress is answered with `Connection: close`. A
-        // connection with nothing buffered may still have a whole request
-        // in its socket (one just taken from the accept queue, or a
-        // keep-alive request in flight): closing it now would reset it
-        // unanswered. So look once more: a zero-delay timer fires after the
-        // next poll has delivered whatever is waiting, and closes only if
-        // nothing came.
+        // Idle between requests: nothing is lost by closing now (the
+        // reactor delivered whatever was already in the socket before
+        // telling us). Otherwise the request in progress is answered with
+        // `Connection: close`.
         if matches!(self.state, State::Head) && self.buf.is_empty() {
-            if let Some((id, _)) = self.timer.take() {
-                t.cancel(id);
-            }
-            let now = t.now();
-            self.timer = Some((t.call_later(Duration::ZERO), now));
+            self.end(t);
+            t.close();
         }
     }
 
@@ -599,13 +593,6 @@ impl Protocol for HttpConnection {
         match self.timer {
             Some((id, _)) if id == timer => self.timer = None,
             _ => return,
-        }
-        if self.stopping && matches!(self.state, State::Head) && self.buf.is_empty() {
-            // Shutting down, and nothing arrived since: idle, so nothing is
-            // lost by closing.
-            self.end(t);
-            t.close();
-            return;
         }
         if t.now() < self.deadline {
             // The deadline moved later since the timer was armed.
