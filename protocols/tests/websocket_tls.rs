@@ -6,6 +6,8 @@
 //! certificates, ALPN `http/1.1`). Every test binds port 0 and is bounded by
 //! socket timeouts.
 
+mod websocket_support;
+
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
@@ -14,6 +16,7 @@ use tungstenite::protocol::frame::coding::{Data, OpCode as TOpCode};
 use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Error as WsError, Message, WebSocket};
+use websocket_support::run_python_client;
 use wss::{frame, read_all, read_frame, read_head, Server, Tls};
 
 /// A wss server on a reactor thread and a rustls client for it.
@@ -551,33 +554,14 @@ asyncio.run(main(sys.argv[1]))
 #[test]
 fn python_websockets_over_wss() {
     let server = Server::start(WsConfig::default());
-    let mut child = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(PYTHON_CLIENT)
-        .arg(format!("wss://127.0.0.1:{}/echo", server.addr.port()))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 must be installed");
-    // Bounded: the script has its own timeouts, this is the backstop.
-    let deadline = Instant::now() + Duration::from_secs(9);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the Python client hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(
-        out.status.code(),
-        Some(3),
-        "Python `websockets` is missing: pip install websockets\n{stderr}"
+    let stdout = run_python_client(
+        &[
+            "-c".to_string(),
+            PYTHON_CLIENT.to_string(),
+            format!("wss://127.0.0.1:{}/echo", server.addr.port()),
+        ],
+        Duration::from_secs(9),
     );
-    assert!(out.status.success(), "{}\n{stdout}\n{stderr}", out.status);
     assert!(stdout.starts_with("ok TLSv1."), "{stdout}");
     server.wait_for("python's connection closed, two echoes", |s| {
         (s.sockets_open, s.upgrades, s.messages_in, s.protocol_errors) == (0, 1, 2, 0)

@@ -98,10 +98,6 @@ impl Gemini {
 }
 
 impl Mode for Gemini {
-    fn connected(&mut self, _t: &mut Transport<'_>, _ops: &mut Ops) {}
-    fn ready(&self) -> bool {
-        true
-    }
     fn send(&mut self, t: &mut Transport<'_>) {
         t.write(&self.request);
     }

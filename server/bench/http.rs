@@ -396,10 +396,6 @@ impl Http {
 }
 
 impl Mode for Http {
-    fn connected(&mut self, _t: &mut Transport<'_>, _ops: &mut Ops) {}
-    fn ready(&self) -> bool {
-        true
-    }
     fn send(&mut self, t: &mut Transport<'_>) {
         t.write(&self.request);
     }

@@ -88,10 +88,6 @@ pub fn check_echo(
 }
 
 impl Mode for TcpEcho {
-    fn connected(&mut self, _t: &mut Transport<'_>, _ops: &mut Ops) {}
-    fn ready(&self) -> bool {
-        true
-    }
     fn send(&mut self, t: &mut Transport<'_>) {
         t.write(&self.payload);
     }

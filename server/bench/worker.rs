@@ -35,10 +35,13 @@ const SOCKET_RETRY: Duration = Duration::from_millis(10);
 pub trait Mode: 'static {
     /// The connection is open (after the TLS handshake): write any
     /// preamble (a WebSocket upgrade). May complete an operation
-    /// (TCP connect-only).
-    fn connected(&mut self, t: &mut Transport<'_>, ops: &mut Ops);
-    /// Whether operation requests may be written now.
-    fn ready(&self) -> bool;
+    /// (TCP connect-only). The default writes nothing.
+    fn connected(&mut self, _t: &mut Transport<'_>, _ops: &mut Ops) {}
+    /// Whether operation requests may be written now. The default: as
+    /// soon as the connection is open.
+    fn ready(&self) -> bool {
+        true
+    }
     /// Writes the request of one operation.
     fn send(&mut self, t: &mut Transport<'_>);
     /// Bytes arrived: complete operations in order with [`Ops::complete`];

@@ -273,3 +273,35 @@ pub fn expect_eof(s: &mut TcpStream) {
         }
     }
 }
+
+/// Runs a Python `websockets` client (`python3 ARGS...`) to the end,
+/// bounded by `limit` (the script has its own timeouts; this is the
+/// backstop), and returns its stdout. Panics with its output if it hangs,
+/// fails, or reports (exit 3) that the `websockets` package is missing.
+pub fn run_python_client(args: &[String], limit: Duration) -> String {
+    let mut child = std::process::Command::new("python3")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 must be installed");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the Python client hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(
+        out.status.code(),
+        Some(3),
+        "Python `websockets` is missing: pip install websockets\n{stderr}"
+    );
+    assert!(out.status.success(), "{}\n{stdout}\n{stderr}", out.status);
+    stdout
+}
