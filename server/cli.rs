@@ -69,34 +69,8 @@ pub enum Action {
     Print(String),
 }
 
-/// A usage error: printed with a hint, exit code 2.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-/// One flag: its spellings, its value's name (if it takes one), its group
-/// and its help.
-struct Flag {
-    long: &'static str,
-    short: Option<char>,
-    value: Option<&'static str>,
-    group: &'static str,
-    help: &'static str,
-}
-
-const fn flag(
-    long: &'static str,
-    value: Option<&'static str>,
-    group: &'static str,
-    help: &'static str,
-) -> Flag {
-    Flag {
-        long,
-        short: None,
-        value,
-        group,
-        help,
-    }
-}
+pub use crate::flags::UsageError;
+use crate::flags::{flag, Flag};
 
 const GEMINI: &str = "Gemini (Jetforce-compatible)";
 const HTTP: &str = "HTTP redirect";
@@ -156,16 +130,7 @@ fn help_text() -> String {
          USAGE:\n  torsion [OPTIONS]            serve (with no options: Gemini on 1965, HTTPS/WSS on 8443,\n                               HTTP on 8080 redirecting to it, all on 127.0.0.1)\n  torsion bench URL [OPTIONS]  load generator (see `torsion bench --help`)\n",
         env!("CARGO_PKG_VERSION")
     );
-    let mut group = "";
-    for f in FLAGS {
-        if f.group != group {
-            group = f.group;
-            s.push_str(&format!("\n{group}:\n"));
-        }
-        let short = f.short.map(|c| format!("-{c}, ")).unwrap_or_default();
-        let value = f.value.map(|v| format!(" {v}")).unwrap_or_default();
-        s.push_str(&format!("  {short}--{}{value}\n      {}\n", f.long, f.help));
-    }
+    crate::flags::write_help(FLAGS, &mut s);
     s.push_str(
         "\nENVIRONMENT:\n  RUST_LOG    log filter (env_logger syntax) [default: info]\n\
          \x20 LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES\n              systemd socket activation: inherited sockets (fd 3 onwards) replace the\n              listeners they match by name (gemini, http, https, ws, echo) or port\n\
@@ -198,7 +163,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Action, UsageEr
             Short('V') => "version".into(),
             _ => return Err(UsageError(arg.unexpected().to_string())),
         };
-        let Some(spec) = FLAGS.iter().find(|f| f.long == name) else {
+        let Some(spec) = crate::flags::find(FLAGS, &name) else {
             return Err(UsageError(arg.unexpected().to_string()));
         };
         let value = match spec.value {

@@ -6,6 +6,7 @@ mod activation;
 mod bench;
 mod cli;
 mod config;
+mod flags;
 mod plan;
 mod privileges;
 mod run;

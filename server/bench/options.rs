@@ -83,17 +83,8 @@ pub enum Action {
     Print(String),
 }
 
-/// A command-line error: printed with a hint, exit code 2.
-#[derive(Debug, PartialEq, Eq)]
-pub struct UsageError(pub String);
-
-/// One flag: spellings, value name and help.
-struct Flag {
-    long: &'static str,
-    short: Option<char>,
-    value: Option<&'static str>,
-    help: &'static str,
-}
+use crate::flags::Flag;
+pub use crate::flags::UsageError;
 
 /// The flag table: the single source for parsing and for `--help`.
 const FLAGS: &[Flag] = &[
@@ -101,120 +92,140 @@ const FLAGS: &[Flag] = &[
         long: "connections",
         short: Some('c'),
         value: Some("N"),
+        group: "",
         help: "Concurrent connections [default: 64]. For gemini://, --close and --connect-only each does one operation at a time on a fresh connection.",
     },
     Flag {
         long: "duration",
         short: Some('d'),
         value: Some("TIME"),
+        group: "",
         help: "Measure for TIME (10s, 500ms, 1m) [default: 10s unless -n is given].",
     },
     Flag {
         long: "requests",
         short: Some('n'),
         value: Some("N"),
+        group: "",
         help: "Measure exactly N operations (requests, messages or connections), then stop.",
     },
     Flag {
         long: "warmup",
         short: None,
         value: Some("TIME"),
+        group: "",
         help: "Run for TIME before measuring; nothing from it is counted [default: 0].",
     },
     Flag {
         long: "rate",
         short: None,
         value: Some("R"),
+        group: "",
         help: "Open loop: start R operations per second on a fixed schedule (spread over the connections) and measure latency from the scheduled start, so stalls are not hidden (no coordinated omission).",
     },
     Flag {
         long: "size",
         short: None,
         value: Some("BYTES"),
+        group: "",
         help: "Message size for ws://, wss:// and tcp:// echo [default: 64]. For tcp://, giving it selects echo instead of connect-only.",
     },
     Flag {
         long: "pipeline",
         short: None,
         value: Some("N"),
+        group: "",
         help: "Messages kept in flight per connection for ws:// and tcp:// echo [default: 1].",
     },
     Flag {
         long: "connect-only",
         short: None,
         value: None,
+        group: "",
         help: "ws://, wss://: connect, upgrade, close (new connections per second). tcp://: connect and close (the default for tcp:// without --size).",
     },
     Flag {
         long: "close",
         short: None,
         value: None,
+        group: "",
         help: "http://, https://: one request per connection (Connection: close) instead of keep-alive.",
     },
     Flag {
         long: "resume",
         short: None,
         value: None,
+        group: "",
         help: "Resume TLS sessions. By default every gemini:// request (and every TLS connection) does a full handshake.",
     },
     Flag {
         long: "insecure",
         short: None,
         value: None,
+        group: "",
         help: "Do not verify server certificates (the default: benchmarks usually face self-signed certificates).",
     },
     Flag {
         long: "verify",
         short: None,
         value: None,
+        group: "",
         help: "Verify server certificates against --cafile.",
     },
     Flag {
         long: "cafile",
         short: None,
         value: Some("FILE"),
+        group: "",
         help: "CA bundle for --verify [default: /etc/ssl/certs/ca-certificates.crt].",
     },
     Flag {
         long: "timeout",
         short: None,
         value: Some("TIME"),
+        group: "",
         help: "An operation (or connect + TLS handshake) taking longer counts as a timeout [default: 10s].",
     },
     Flag {
         long: "expect",
         short: None,
         value: Some("CLASSES"),
+        group: "",
         help: "Status classes counted as success, as first digits: e.g. 2 or 23 [default: 23]. Others are counted as 'unexpected status' errors.",
     },
     Flag {
         long: "expect-body",
         short: None,
         value: Some("FILE"),
+        group: "",
         help: "gemini://, http://, https://: the body of every response whose status class counts as success (--expect) must be exactly FILE's bytes; compared as it streams in, nothing kept. Mismatches (a byte, or the length) count as 'body' errors and make the exit code 3.",
     },
     Flag {
         long: "expect-bytes",
         short: None,
         value: Some("N"),
+        group: "",
         help: "As --expect-body, checking only that each such body is N bytes long (with --expect-body too, N must be FILE's length).",
     },
     Flag {
         long: "json",
         short: None,
         value: None,
+        group: "",
         help: "Print only one JSON object on stdout (the progress line, if any, stays on stderr).",
     },
     Flag {
         long: "server-pid",
         short: None,
         value: Some("PID"),
+        group: "",
         help: "The server's pid, to report its CPU time per operation. Default: the process listening on the target's port, when the target is on this host.",
     },
     Flag {
         long: "help",
         short: Some('h'),
         value: None,
+        group: "",
         help: "Print this help.",
     },
 ];
@@ -236,11 +247,7 @@ fn help_text() -> String {
          The host is resolved once, at start. Errors are counted, never fatal.\n\n\
          OPTIONS:\n",
     );
-    for f in FLAGS {
-        let short = f.short.map(|c| format!("-{c}, ")).unwrap_or_default();
-        let value = f.value.map(|v| format!(" {v}")).unwrap_or_default();
-        s.push_str(&format!("  {short}--{}{value}\n      {}\n", f.long, f.help));
-    }
+    crate::flags::write_help(FLAGS, &mut s);
     s.push_str(
         "\nOUTPUT:\n  A table (throughput, latency p50/p90/p99/p99.9/max, status classes, errors by kind,\n  \
          wire bytes, CPU per operation of the harness and of the server) or, with --json, one\n  \
