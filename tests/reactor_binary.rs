@@ -9,16 +9,16 @@
 //! shutdown and the process exits 0. Generated state goes to a temporary
 //! directory, never the user's.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod server_support;
+
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_torsion");
+use server_support::{Server, BIN};
+
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
-const READY_PREFIX: &str = "torsion: echo listening on ";
 
 /// Arguments for an echo-only server on an ephemeral port.
 fn echo_only_args() -> Vec<String> {
@@ -35,94 +35,6 @@ fn echo_only_args() -> Vec<String> {
     .map(|s| s.to_string())
     .chain([state.display().to_string()])
     .collect()
-}
-
-/// A running server process; killed (and reaped) if a test fails early.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    /// Starts `command` (which must run the binary with `--echo
-    /// 127.0.0.1:0`) and waits for its listening line.
-    fn start(mut command: Command) -> Server {
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .env("RUST_LOG", "info");
-        let mut child = command.spawn().expect("start torsion");
-        let stderr = child.stderr.take().expect("stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let keep = Arc::clone(&lines);
-        // Keep draining stderr for the whole run so the server never blocks
-        // on a full pipe; remember the lines for failure messages.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(a) = line.strip_prefix(READY_PREFIX) {
-                    let _ = tx.send(a.trim().to_string());
-                }
-                keep.lock().unwrap().push(line);
-            }
-        });
-        let addr = match rx.recv_timeout(IO_TIMEOUT) {
-            Ok(a) => a.parse().expect("listening address"),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "torsion did not report its address; stderr: {:?}",
-                    lines.lock().unwrap()
-                );
-            }
-        };
-        Server {
-            child,
-            addr,
-            stderr: lines,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn signal(&self, sig: i32) {
-        let pid = libc::pid_t::try_from(self.pid()).expect("pid");
-        // SAFETY: kill has no memory-safety preconditions; pid is our child.
-        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill failed");
-    }
-
-    /// Waits up to `timeout` for the process to exit.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return Some(st);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn stderr(&self) -> Vec<String> {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {
@@ -175,8 +87,9 @@ fn sigterm_during_a_slow_transfer_lets_it_finish_and_exits_zero() {
     let mut cmd = Command::new(BIN);
     cmd.args(echo_only_args())
         .args(["--shutdown-timeout", "20s"]);
-    let mut server = Server::start(cmd);
-    let mut client = connect(server.addr);
+    let mut server = Server::start(cmd, 1);
+    let addr = server.addr("echo");
+    let mut client = connect(addr);
     let mut writer = client.try_clone().unwrap();
     let sender = std::thread::spawn(move || {
         let data: Vec<u8> = (0..TOTAL).map(pattern).collect();
@@ -194,7 +107,7 @@ fn sigterm_during_a_slow_transfer_lets_it_finish_and_exits_zero() {
             Ok(n) => n,
             Err(e) => panic!(
                 "read failed after {received} bytes: {e}; stderr: {:?}",
-                server.stderr()
+                server.lines()
             ),
         };
         if n == 0 {
@@ -209,7 +122,7 @@ fn sigterm_during_a_slow_transfer_lets_it_finish_and_exits_zero() {
             signalled = true;
         } else if signalled && !refused_seen {
             // Shutting down: the listener closes while this transfer goes on.
-            refused_seen = wait_refused(server.addr, Duration::from_secs(3));
+            refused_seen = wait_refused(addr, Duration::from_secs(3));
             assert!(refused_seen, "still accepting after SIGTERM");
         }
         // A slow reader: 64 KiB every 20 ms.
@@ -223,12 +136,12 @@ fn sigterm_during_a_slow_transfer_lets_it_finish_and_exits_zero() {
     );
     assert_eq!(received, TOTAL, "bytes echoed before EOF");
     let status = server
-        .wait_exit(Duration::from_secs(10))
+        .wait_exit_within(Duration::from_secs(10))
         .expect("server did not exit after the transfer");
     assert!(
         status.success(),
         "exit status {status:?}; stderr: {:?}",
-        server.stderr()
+        server.lines()
     );
 }
 
@@ -247,7 +160,8 @@ fn flood_with_low_nofile(extra: &[&str]) {
         // and the point is the descriptor limit, not the gate.
         .args(["--max-conns-per-ip", "0"])
         .args(extra);
-    let mut server = Server::start(cmd);
+    let mut server = Server::start(cmd, 1);
+    let addr = server.addr("echo");
     let pid = server.pid();
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     assert!(
@@ -264,11 +178,11 @@ fn flood_with_low_nofile(extra: &[&str]) {
     // drops instead hangs in connect until its SYN is retransmitted.
     let started = Instant::now();
     for i in 0..FLOOD {
-        match TcpStream::connect_timeout(&server.addr, Duration::from_secs(2)) {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
             Ok(s) => flood.push(s),
             Err(e) => panic!(
                 "flood connection {i} failed ({e}): the listen backlog is full; stderr: {:?}",
-                server.stderr()
+                server.lines()
             ),
         }
         assert!(
@@ -287,36 +201,33 @@ fn flood_with_low_nofile(extra: &[&str]) {
     assert!(
         used < budget,
         "server used {used} ticks in {window:?} during the flood (budget {budget}); stderr: {:?}",
-        server.stderr()
+        server.lines()
     );
     assert!(
-        server.child.try_wait().unwrap().is_none(),
+        server.is_running(),
         "server died during the flood; stderr: {:?}",
-        server.stderr()
+        server.lines()
     );
     drop(flood);
     // After the flood the server serves again.
-    let mut c = match TcpStream::connect_timeout(&server.addr, IO_TIMEOUT) {
+    let mut c = match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
         Ok(c) => c,
         Err(e) => panic!(
             "cannot connect after the flood: {e}; stderr: {:?}",
-            server.stderr()
+            server.lines()
         ),
     };
     c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     c.write_all(b"still alive?").unwrap();
     let mut back = [0u8; 12];
     if let Err(e) = c.read_exact(&mut back) {
-        panic!(
-            "no echo after the flood: {e}; stderr: {:?}",
-            server.stderr()
-        );
+        panic!("no echo after the flood: {e}; stderr: {:?}", server.lines());
     }
     assert_eq!(&back, b"still alive?");
     drop(c);
     server.signal(libc::SIGTERM);
     let status = server
-        .wait_exit(Duration::from_secs(10))
+        .wait_exit_within(Duration::from_secs(10))
         .expect("server did not exit on SIGTERM");
     assert!(status.success(), "exit status {status:?}");
 }
