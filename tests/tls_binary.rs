@@ -9,14 +9,14 @@
 //! certificate from files; SIGHUP reloads them; SIGTERM exits 0.
 //!
 //! The TLS client is the reactor's own (`Context::connect_tls` in no-verify
-//! mode), run on a background thread: this package has no rustls of its own.
+//! mode), run on a background thread.
 
-use std::io::{BufRead, BufReader};
+mod server_support;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Command, ExitStatus};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,39 +26,16 @@ use torsion_reactor::{
     Address, ConnId, Context, Disconnect, Protocol, Reactor, ReactorHandle, Transport,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_torsion");
+use server_support::{Server, TempDir, BIN};
+
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
-const READY_PREFIX: &str = "torsion: gemini listening on ";
 /// What a Gemini request for the built-in capsule's home page looks like.
 const REQUEST: &[u8] = b"gemini://localhost/\r\n";
 
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p =
-            std::env::temp_dir().join(format!("torsion-tlsbin-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running `torsion` process; killed (and reaped) if a test fails early.
+/// A running `torsion` serving only Gemini, and its Gemini address.
 struct Torsion {
-    child: Child,
+    server: Server,
     addr: SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Torsion {
@@ -68,51 +45,18 @@ impl Torsion {
         cmd.args(["--port", "0", "--no-http", "--no-ws", "--state-dir"])
             .arg(state)
             .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
             .env("RUST_LOG", "info");
-        let mut child = cmd.spawn().expect("start torsion");
-        let stderr = child.stderr.take().expect("stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let keep = Arc::clone(&lines);
-        // Drain stderr for the whole run so the server never blocks on it.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(a) = line.strip_prefix(READY_PREFIX) {
-                    let _ = tx.send(a.trim().to_string());
-                }
-                keep.lock().unwrap().push(line);
-            }
-        });
-        let addr = match rx.recv_timeout(IO_TIMEOUT) {
-            Ok(a) => a.parse().expect("listening address"),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "torsion did not report its address; stderr: {:?}",
-                    lines.lock().unwrap()
-                );
-            }
-        };
-        Torsion {
-            child,
-            addr,
-            stderr: lines,
-        }
+        let server = Server::start(cmd, 1);
+        let addr = server.addr("gemini");
+        Torsion { server, addr }
     }
 
     fn signal(&self, sig: i32) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
-        // SAFETY: kill has no memory-safety preconditions; pid is our child.
-        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill failed");
+        self.server.signal(sig);
     }
 
     fn stderr(&self) -> Vec<String> {
-        self.stderr.lock().unwrap().clone()
+        self.server.lines()
     }
 
     /// Waits (bounded) for a stderr line containing all of `parts`, seen
@@ -139,23 +83,9 @@ impl Torsion {
     /// SIGTERM, then waits (bounded) for the exit status.
     fn stop(mut self) -> ExitStatus {
         self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + IO_TIMEOUT;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return st;
-            }
-            assert!(Instant::now() < deadline, "torsion did not exit on SIGTERM");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Torsion {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.server
+            .wait_exit_within(IO_TIMEOUT)
+            .expect("torsion did not exit on SIGTERM")
     }
 }
 
@@ -294,7 +224,7 @@ fn generated_certificate_is_the_same_after_a_restart() {
     let clients = Clients::start();
     let mut seen = Vec::new();
     for start in 0..2 {
-        let server = Torsion::start(&state.0, &[]);
+        let server = Torsion::start(state.path(), &[]);
         let (id, rx, fp) = clients.open(server.addr);
         let response = clients.request(id, &rx);
         assert!(response.starts_with("20 "), "start {start}: {response:?}");
@@ -305,14 +235,14 @@ fn generated_certificate_is_the_same_after_a_restart() {
         seen.push(fp);
     }
     assert_eq!(seen[0], seen[1], "the certificate changed across restarts");
-    assert_eq!(file_fingerprint(&state.0.join("cert.pem")), seen[0]);
+    assert_eq!(file_fingerprint(&state.path().join("cert.pem")), seen[0]);
 }
 
 #[test]
 fn sighup_reloads_certificate_files_and_keeps_old_connections() {
     let dir = TempDir::new("sighup");
-    let cert = dir.0.join("site.crt");
-    let key = dir.0.join("site.key");
+    let cert = dir.path().join("site.crt");
+    let key = dir.path().join("site.key");
     let names = vec!["localhost".to_string()];
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -324,7 +254,7 @@ fn sighup_reloads_certificate_files_and_keeps_old_connections() {
     std::fs::write(&key, &ka).unwrap();
     let fa = file_fingerprint(&cert);
 
-    let state = dir.0.join("state");
+    let state = dir.path().join("state");
     let server = Torsion::start(
         &state,
         &[
