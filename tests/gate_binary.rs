@@ -13,55 +13,25 @@
 //! different addresses. Gemini runs over TLS: the client is the reactor's
 //! own sans-IO rustls session driven over a blocking socket.
 
-use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
+mod server_support;
+
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use server_support::{free_port, listening, Server as Process, TempDir, BIN};
 
 use torsion_reactor::tls::{ClientTlsConfig, ClientVerify, TlsSession};
 
-const BIN: &str = env!("CARGO_BIN_EXE_torsion");
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
-const READY: &str = "torsion: ";
-const LISTENING: &str = " listening on ";
 
 // ----- processes and files -------------------------------------------------------
 
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p =
-            std::env::temp_dir().join(format!("torsion-gate-bin-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running `torsion`; killed and reaped on drop. Its stderr is drained
-/// all along (so it never blocks) and kept for assertions.
+/// A running `torsion` with a private state directory; killed and reaped
+/// on drop.
 struct Server {
-    child: Child,
-    listeners: HashMap<String, SocketAddr>,
-    stderr: Arc<Mutex<Vec<String>>>,
+    process: Process,
     _state: TempDir,
 }
 
@@ -69,63 +39,32 @@ impl Server {
     /// Starts the binary with `args` (plus a private `--state-dir`) and
     /// waits until every scheme in `schemes` reports its address.
     fn start(args: &[&str], schemes: &[&str]) -> Server {
-        let state = TempDir::new("state");
-        let mut child = Command::new(BIN)
-            .args(args)
+        let state = TempDir::new("gate-state");
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
             .arg("--state-dir")
             .arg(state.path())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start torsion");
-        let stderr = child.stderr.take().expect("stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let keep = Arc::clone(&lines);
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some((scheme, addr)) = line
-                    .strip_prefix(READY)
-                    .and_then(|rest| rest.split_once(LISTENING))
-                {
-                    if let Ok(a) = addr.trim().parse::<SocketAddr>() {
-                        let _ = tx.send((scheme.to_string(), a));
-                    }
-                }
-                keep.lock().unwrap().push(line);
-            }
-        });
-        let mut server = Server {
-            child,
-            listeners: HashMap::new(),
-            stderr: lines,
+            .env("RUST_LOG", "info");
+        let process = Process::spawn(cmd);
+        process.wait_for(
+            |lines| {
+                let found = listening(lines);
+                schemes.iter().all(|s| found.iter().any(|(f, _)| f == s))
+            },
+            &format!("{schemes:?} listening"),
+        );
+        Server {
+            process,
             _state: state,
-        };
-        let deadline = Instant::now() + IO_TIMEOUT;
-        while !schemes.iter().all(|s| server.listeners.contains_key(*s)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok((scheme, addr)) => {
-                    server.listeners.insert(scheme, addr);
-                }
-                Err(_) => panic!(
-                    "torsion did not report {schemes:?}; stderr: {:?}",
-                    server.stderr()
-                ),
-            }
         }
-        server
     }
 
     fn addr(&self, scheme: &str) -> SocketAddr {
-        self.listeners[scheme]
+        self.process.addr(scheme)
     }
 
     fn stderr(&self) -> Vec<String> {
-        self.stderr.lock().unwrap().clone()
+        self.process.lines()
     }
 
     /// Waits (bounded) for a stderr line matching `pred`.
@@ -141,29 +80,11 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 fn have(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
         .output()
         .is_ok_and(|o| o.status.success())
-}
-
-/// A port free right now (the OS's choice), for a program that cannot be
-/// told to pick one itself and report it.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 // ----- clients ----------------------------------------------------------------------
