@@ -16,8 +16,8 @@ use tungstenite::protocol::frame::coding::{Data, OpCode as TOpCode};
 use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Error as WsError, Message, WebSocket};
-use websocket_support::run_python_client;
-use wss::{frame, read_all, read_frame, read_head, Server, Tls};
+use websocket_support::{frame, read_frame, read_head, run_python_client, ServerFrame};
+use wss::{read_all, Server, Tls};
 
 /// A wss server on a reactor thread and a rustls client for it.
 mod wss {
@@ -31,8 +31,7 @@ mod wss {
     use rustls::pki_types::{CertificateDer, ServerName};
     use rustls::sign::CertifiedKey;
     use rustls::{ClientConnection, StreamOwned};
-    use torsion_protocols::websocket::frame::encode_frame;
-    use torsion_protocols::websocket::{OpCode, WsConfig, WsFactory, WsStats};
+    use torsion_protocols::websocket::{WsConfig, WsFactory, WsStats};
     use torsion_reactor::tls::certs::{certified_key, generate_pem, parse_chain, parse_key};
     use torsion_reactor::tls::provider::provider;
     use torsion_reactor::tls::{
@@ -231,54 +230,6 @@ mod wss {
             }
         }
     }
-
-    /// Reads an HTTP response head byte by byte (so no frame byte is eaten).
-    pub fn read_head(s: &mut impl Read) -> String {
-        let mut head = Vec::new();
-        let mut byte = [0u8];
-        while !head.ends_with(b"\r\n\r\n") {
-            let n = s.read(&mut byte).unwrap();
-            assert_eq!(n, 1, "EOF inside a response head: {head:?}");
-            head.push(byte[0]);
-        }
-        String::from_utf8(head).unwrap()
-    }
-
-    /// A masked client frame.
-    pub fn frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        encode_frame(
-            fin,
-            opcode,
-            payload,
-            Some([0x12, 0x34, 0x56, 0x78]),
-            &mut out,
-        );
-        out
-    }
-
-    /// Reads one unmasked server frame: (fin, opcode bits, payload).
-    pub fn read_frame(s: &mut impl Read) -> (bool, u8, Vec<u8>) {
-        let mut b = [0u8; 2];
-        s.read_exact(&mut b).unwrap();
-        assert_eq!(b[1] & 0x80, 0, "server frames are never masked");
-        let len = match b[1] & 0x7f {
-            126 => {
-                let mut l = [0u8; 2];
-                s.read_exact(&mut l).unwrap();
-                u64::from(u16::from_be_bytes(l))
-            }
-            127 => {
-                let mut l = [0u8; 8];
-                s.read_exact(&mut l).unwrap();
-                u64::from_be_bytes(l)
-            }
-            n => u64::from(n),
-        };
-        let mut payload = vec![0u8; usize::try_from(len).unwrap()];
-        s.read_exact(&mut payload).unwrap();
-        (b[0] & 0x80 != 0, b[0] & 0x0f, payload)
-    }
 }
 
 /// The upgrade request for `path` with extra header lines.
@@ -451,10 +402,21 @@ fn unmasked_frame_over_tls_is_1002_then_close_notify_then_eof() {
     // A masked echo first, to show the connection works; then a frame
     // without a mask, which clients must never send.
     tls.write_all(&frame(true, OpCode::Text, b"fine")).unwrap();
-    assert_eq!(read_frame(&mut tls), (true, 0x1, b"fine".to_vec()));
+    assert_eq!(
+        read_frame(&mut tls),
+        Some(ServerFrame {
+            fin: true,
+            opcode: 0x1,
+            payload: b"fine".to_vec()
+        })
+    );
     tls.write_all(b"\x81\x05hello").unwrap();
     tls.flush().unwrap();
-    let (fin, opcode, payload) = read_frame(&mut tls);
+    let ServerFrame {
+        fin,
+        opcode,
+        payload,
+    } = read_frame(&mut tls).expect("a Close frame");
     assert!(fin);
     assert_eq!(opcode, 0x8, "{payload:?}");
     assert_eq!(payload.get(..2), Some(&1002u16.to_be_bytes()[..]));

@@ -178,7 +178,7 @@ impl Drop for Server {
 }
 
 /// Reads an HTTP response head byte by byte (so no frame byte is eaten).
-pub fn read_head(s: &mut TcpStream) -> String {
+pub fn read_head(s: &mut impl Read) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8];
     while !head.ends_with(b"\r\n\r\n") {
@@ -216,7 +216,7 @@ impl ServerFrame {
 }
 
 /// Reads one unmasked server frame; `None` on EOF before its first byte.
-pub fn read_frame(s: &mut TcpStream) -> Option<ServerFrame> {
+pub fn read_frame(s: &mut impl Read) -> Option<ServerFrame> {
     let mut b = [0u8; 2];
     match s.read(&mut b[..1]) {
         Ok(0) => return None,
