@@ -550,6 +550,16 @@ impl Core {
                 .unwrap_or_else(|| io::Error::from(io::ErrorKind::ConnectionReset));
             return self.finalize(key, Disconnect::Io(e));
         }
+        if flags & flag::LINGER != 0
+            && flags & flag::WRITE_SHUT != 0
+            && (ev.readable || ev.is_interrupt())
+        {
+            // A lingering close drains to the peer's EOF even once both
+            // directions are shut (HUP): closing with input still unread
+            // would reset the connection and could destroy the answer in
+            // the peer's receive queue.
+            return self.drain_lingering(key, gen);
+        }
         if ev.is_interrupt() && flags & (flag::PEER_EOF | flag::READ_PAUSED | flag::CLOSING) != 0 {
             // Both directions are shut (HUP) and we will not read: nothing
             // more can be sent, and ignoring it would mean hearing it again
@@ -565,9 +575,7 @@ impl Core {
             self.mark_dirty(key, gen);
         }
         if ev.readable {
-            if flags & flag::LINGER != 0 && flags & flag::WRITE_SHUT != 0 {
-                self.drain_lingering(key, gen);
-            } else if flags & (flag::CLOSING | flag::PEER_EOF) != 0 {
+            if flags & (flag::CLOSING | flag::PEER_EOF) != 0 {
                 // Not reading any more; a HUP/ERR still has to end the
                 // connection, which a write attempt will discover.
                 self.mark_dirty(key, gen);
