@@ -22,11 +22,10 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use polling::{Event, PollMode, Poller};
 use slab::Slab;
 
 use crate::addr::{canonical_peer, PeerAddr};
@@ -35,6 +34,7 @@ use crate::config::ReactorConfig;
 use crate::conn::{flag, Conn, Stream, StreamIo, TlsConn};
 use crate::ids::{ChildId, ChildStream, ListenerId};
 use crate::listener::{ListenSocket, Listener};
+use crate::poller::{Event, Mode, Poller};
 use crate::protocol::{Disconnect, PeerInfo, Protocol, Verdict};
 use crate::reactor::{RunState, Shared};
 use crate::signals::SignalPipe;
@@ -421,10 +421,7 @@ impl Core {
             return;
         }
         let ev = Event::new(poll_key(KIND_CONN, key), want_read, want_write);
-        match self
-            .poller
-            .modify_with_mode(&conn.stream, ev, PollMode::Level)
-        {
+        match self.poller.modify(&conn.stream, ev, Mode::Level) {
             Ok(()) => {
                 conn.flags &= !(flag::READ_ARMED | flag::WRITE_ARMED);
                 if want_read {
@@ -541,7 +538,7 @@ impl Core {
         // Level-triggered: HUP and ERR are reported whatever the interest,
         // on every wait, until the connection goes. Each case below either
         // makes progress or ends the connection, so nothing can spin.
-        if ev.is_err() == Some(true) {
+        if ev.is_err() {
             let e = conn
                 .stream
                 .take_error()
@@ -552,7 +549,7 @@ impl Core {
         }
         if flags & flag::LINGER != 0
             && flags & flag::WRITE_SHUT != 0
-            && (ev.readable || ev.is_interrupt())
+            && (ev.readable || ev.is_hup())
         {
             // A lingering close drains to the peer's EOF even once both
             // directions are shut (HUP): closing with input still unread
@@ -560,7 +557,7 @@ impl Core {
             // the peer's receive queue.
             return self.drain_lingering(key, gen);
         }
-        if ev.is_interrupt() && flags & (flag::PEER_EOF | flag::READ_PAUSED | flag::CLOSING) != 0 {
+        if ev.is_hup() && flags & (flag::PEER_EOF | flag::READ_PAUSED | flag::CLOSING) != 0 {
             // Both directions are shut (HUP) and we will not read: nothing
             // more can be sent, and ignoring it would mean hearing it again
             // on every wait.
@@ -893,9 +890,27 @@ impl Core {
 
     fn on_listener_event(&mut self, index: u32) {
         let batch = self.config.accept_batch.max(1);
-        if let Some(Some(l)) = self.listeners.get_mut(index as usize) {
-            l.armed = false; // oneshot: the event consumed the registration
-        }
+        self.accept_batch(index, batch);
+        // Level-triggered: a listener that still wants to accept stays
+        // armed with no system call; one that paused (cap, backoff, user)
+        // is disarmed here, or its backlog would be reported on every wait.
+        self.arm_listener(index);
+    }
+
+    /// Accepts up to `batch` connections: as many as the accept queue
+    /// holds when the kernel says (TCP), otherwise until `WouldBlock`.
+    /// The listener is level-triggered, so what is left is reported again.
+    fn accept_batch(&mut self, index: u32, batch: usize) {
+        let waiting = match self.listeners.get(index as usize) {
+            Some(Some(l)) => match &l.socket {
+                ListenSocket::Tcp(s) => sys::accept_queue_len(s),
+                ListenSocket::Unix(_) => None,
+            },
+            _ => return,
+        };
+        // At least one: a wakeup with an empty queue (another process took
+        // the connection) costs one failing accept, as before.
+        let batch = waiting.map_or(batch, |n| batch.min((n as usize).max(1)));
         for _ in 0..batch {
             if self.conns.len() >= self.config.max_connections {
                 self.pause_for_cap();
@@ -937,7 +952,6 @@ impl Core {
                 }
             }
         }
-        self.arm_listener(index);
     }
 
     /// Accepts one waiting connection on listener `index` and hands it on:
@@ -990,10 +1004,6 @@ impl Core {
         let Some(mut admitted) = self.gate_and_build(index, peer) else {
             return; // `stream` drops: closed at once, nothing read
         };
-        if let Stream::Tcp(s) = &stream {
-            // Replies are usually written whole; Nagle would only delay them.
-            let _ = s.set_nodelay(true);
-        }
         if let Some(Some(l)) = self.listeners.get_mut(index as usize) {
             l.stats.active += 1;
         }
@@ -1124,12 +1134,8 @@ impl Core {
             flags & flag::READ_ARMED != 0,
             flags & flag::WRITE_ARMED != 0,
         );
-        // SAFETY: the stream is owned by the connection we insert below and
-        // is deleted from the poller in `finalize` before it is dropped.
-        let added = unsafe {
-            self.poller
-                .add_with_mode(stream.as_fd().as_raw_fd(), ev, PollMode::Level)
-        };
+        // Deleted from the poller in `finalize`, before the stream drops.
+        let added = self.poller.add(stream.as_fd(), ev, Mode::Level);
         if let Err(e) = added {
             log::warn!("cannot register connection: {e}");
             let stats = self.stats_mut(listener);
@@ -1169,7 +1175,7 @@ impl Core {
         } else {
             Event::none(poll_key(KIND_LISTENER, index))
         };
-        match self.poller.modify(&l.socket, ev) {
+        match self.poller.modify(&l.socket, ev, Mode::Level) {
             Ok(()) => l.armed = want,
             Err(e) => log::error!("cannot re-arm listener {index}: {e}"),
         }
@@ -1312,11 +1318,11 @@ impl Core {
             ChildStream::Stdout => entry
                 .stdout
                 .as_ref()
-                .map(|p| self.poller.modify(p, Event::readable(key))),
+                .map(|p| self.poller.modify(p, Event::readable(key), Mode::Oneshot)),
             ChildStream::Stderr => entry
                 .stderr
                 .as_ref()
-                .map(|p| self.poller.modify(p, Event::readable(key))),
+                .map(|p| self.poller.modify(p, Event::readable(key), Mode::Oneshot)),
         };
         if let Some(Err(e)) = r {
             log::warn!("cannot re-arm child pipe: {e}");
@@ -1332,9 +1338,8 @@ impl Core {
         use std::os::fd::AsRawFd;
         sys::set_nonblocking(fd.as_raw_fd())?;
         let key = poll_key(KIND_PIPE, pipe_index(ckey, which));
-        // SAFETY: the pipe is owned by the child entry and deleted from the
-        // poller in `close_pipe` before it is dropped.
-        unsafe { self.poller.add(&fd, Event::readable(key)) }
+        // Deleted from the poller in `close_pipe`, before the pipe drops.
+        self.poller.add(fd, Event::readable(key), Mode::Oneshot)
     }
 
     fn close_pipe(&mut self, ckey: u32, which: ChildStream) {
@@ -1458,7 +1463,10 @@ impl Core {
         };
         let arrived = pipe.drain();
         let key = poll_key(KIND_SIGNAL, 0);
-        if let Err(e) = self.poller.modify(&pipe.read, Event::readable(key)) {
+        if let Err(e) = self
+            .poller
+            .modify(&pipe.read, Event::readable(key), Mode::Oneshot)
+        {
             log::error!("cannot re-arm signal pipe: {e}");
         }
         for sig in arrived {

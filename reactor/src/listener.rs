@@ -92,7 +92,7 @@ pub(crate) struct Listener {
     pub paused_backoff: bool,
     /// Paused because the reactor is at its connection cap.
     pub paused_cap: bool,
-    /// Readable interest is registered (oneshot) and not yet consumed.
+    /// Readable interest is registered (level-triggered).
     pub armed: bool,
     /// Unix socket file to remove when the listener closes.
     pub unlink_on_close: bool,
@@ -176,6 +176,10 @@ fn bind_tcp(sa: std::net::SocketAddr, opts: &ListenOptions) -> io::Result<TcpLis
         // addresses.
         socket.set_only_v6(false)?;
     }
+    // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one
+    // system call here instead of one per connection. Replies are usually
+    // written whole; Nagle would only delay them.
+    socket.set_tcp_nodelay(true)?;
     socket.bind(&sa.into())?;
     socket.listen(opts.backlog)?;
     Ok(socket.into())
@@ -198,5 +202,71 @@ fn remove_stale_socket(path: &Path) -> Result<(), ReactorError> {
             })
         }
         _ => Err(ReactorError::PathInUse(path.to_path_buf())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpStream;
+
+    /// The per-connection `setsockopt(TCP_NODELAY)` was dropped because
+    /// accepted sockets inherit it from the listener; this pins that the
+    /// kernel still does so, over IPv4 and IPv6 (dual-stack and not).
+    #[test]
+    fn accepted_sockets_inherit_nodelay() {
+        for host in ["127.0.0.1:0", "[::]:0", "[::1]:0"] {
+            let addr = Address::Tcp(host.parse().unwrap());
+            let (socket, local) = bind(&addr, &ListenOptions::default()).unwrap();
+            let ListenSocket::Tcp(listener) = socket else {
+                panic!("not TCP");
+            };
+            let Address::Tcp(mut local) = local else {
+                panic!("not TCP");
+            };
+            if local.ip().is_unspecified() {
+                local.set_ip("127.0.0.1".parse().unwrap());
+            }
+            let _client = TcpStream::connect(local).unwrap();
+            let accepted = loop {
+                match crate::sys::accept_tcp(&listener) {
+                    Ok((s, _)) => break s,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(std::time::Duration::from_millis(1))
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            };
+            assert!(
+                accepted.nodelay().unwrap(),
+                "{host}: TCP_NODELAY not inherited"
+            );
+        }
+    }
+
+    /// The accept path reads the queue length instead of accepting until
+    /// `EAGAIN`; pin that the kernel reports it for listening sockets.
+    #[test]
+    fn accept_queue_len_counts_waiting_connections() {
+        let addr = Address::Tcp("127.0.0.1:0".parse().unwrap());
+        let (socket, local) = bind(&addr, &ListenOptions::default()).unwrap();
+        let (ListenSocket::Tcp(listener), Address::Tcp(local)) = (socket, local) else {
+            panic!("not TCP");
+        };
+        assert_eq!(crate::sys::accept_queue_len(&listener), Some(0));
+        let clients: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(local).unwrap()).collect();
+        // Loopback handshakes complete at once, but poll rather than assume.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while crate::sys::accept_queue_len(&listener) != Some(3) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "queue never reached 3"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        crate::sys::accept_tcp(&listener).unwrap();
+        assert_eq!(crate::sys::accept_queue_len(&listener), Some(2));
+        // Not a listening TCP socket: no answer rather than a wrong one.
+        assert_eq!(crate::sys::accept_queue_len(&clients[0]), None);
     }
 }

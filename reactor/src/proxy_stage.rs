@@ -130,10 +130,6 @@ impl Core {
         }
         let deadline = opts.deadline;
         l.stats.active += 1;
-        if let Stream::Tcp(s) = &stream {
-            // As for a direct accept: replies are usually written whole.
-            let _ = s.set_nodelay(true);
-        }
         let none: Option<Box<dyn Protocol>> = None;
         let Some((key, gen)) = self.insert_conn(stream, none, peer, index, flag::READ_ARMED) else {
             return;

@@ -2,14 +2,11 @@
 
 use std::io;
 use std::net::TcpListener;
-use std::num::NonZeroUsize;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use polling::{Event, Events, Poller};
 
 use crate::addr::Address;
 use crate::config::ReactorConfig;
@@ -17,6 +14,7 @@ use crate::core::{poll_key, Core, SignalCallback, KIND_LISTENER, KIND_SIGNAL};
 use crate::error::ReactorError;
 use crate::ids::{ConnId, ListenerId, TimerId};
 use crate::listener::{bind, ListenOptions, ListenSocket, Listener};
+use crate::poller::{Event, Events, Mode, Poller};
 use crate::protocol::{Factory, Protocol};
 use crate::signals::SignalPipe;
 use crate::stats::ListenerStats;
@@ -78,10 +76,9 @@ impl Reactor {
             has_calls: AtomicBool::new(false),
             calls: Mutex::new(Vec::new()),
         });
-        let capacity = NonZeroUsize::new(EVENTS_PER_WAKEUP).unwrap_or(NonZeroUsize::MIN);
         Ok(Reactor {
             core: Core::new(poller, config, shared),
-            events: Events::with_capacity(capacity),
+            events: Events::with_capacity(EVENTS_PER_WAKEUP),
         })
     }
 
@@ -136,8 +133,13 @@ impl Reactor {
             .map_err(ReactorError::Register)?;
         // std binds with a backlog of 128; listen() again applies ours (it
         // may be called on a listening socket to change the backlog).
-        socket2::SockRef::from(&listener)
+        let socket = socket2::SockRef::from(&listener);
+        socket
             .listen(options.backlog)
+            .map_err(ReactorError::Register)?;
+        // Inherited by accepted sockets, as for listeners bound here.
+        socket
+            .set_tcp_nodelay(true)
             .map_err(ReactorError::Register)?;
         self.add_listener(
             ListenSocket::Tcp(listener),
@@ -189,10 +191,13 @@ impl Reactor {
         } else {
             Event::none(poll_key(KIND_LISTENER, index))
         };
-        // SAFETY: the socket is owned by the listener stored below and is
-        // deleted from the poller in `close_listener` (or when the reactor
-        // drops, see `Drop`) before it is closed.
-        unsafe { self.core.poller.add(socket.as_fd().as_raw_fd(), ev) }
+        // Level-triggered: accepting until `WouldBlock` empties the backlog,
+        // and a listener that still has work is simply reported again, so
+        // it never needs re-arming. Deleted from the poller in
+        // `close_listener` (or in `Drop`) before the socket closes.
+        self.core
+            .poller
+            .add(socket.as_fd(), ev, Mode::Level)
             .map_err(ReactorError::Register)?;
         self.core.listeners.push(Some(Listener {
             socket,
@@ -354,9 +359,8 @@ impl Reactor {
             } else {
                 Some(Duration::ZERO)
             };
-            self.events.clear();
             match core.poller.wait(&mut self.events, timeout) {
-                Ok(_) => {}
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(ReactorError::Poller(e)),
             }
@@ -408,14 +412,13 @@ fn take_command(core: &mut Core) {
 pub(crate) fn ensure_signal_pipe(core: &mut Core, signal: i32) -> io::Result<()> {
     if core.signals.is_none() {
         let pipe = SignalPipe::new()?;
-        // SAFETY: the pipe lives in `core.signals` until the reactor drops,
-        // and is deleted from the poller in `Drop` before that.
-        unsafe {
-            core.poller.add(
-                pipe.read.as_raw_fd(),
-                Event::readable(poll_key(KIND_SIGNAL, 0)),
-            )?;
-        }
+        // The pipe lives in `core.signals` until the reactor drops, and is
+        // deleted from the poller in `Drop` before that.
+        core.poller.add(
+            &pipe.read,
+            Event::readable(poll_key(KIND_SIGNAL, 0)),
+            Mode::Oneshot,
+        )?;
         core.signals = Some(pipe);
     }
     match core.signals.as_mut() {
