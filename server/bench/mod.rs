@@ -3,7 +3,7 @@
 //! WebSocket and raw TCP.
 //!
 //! One thread, one reactor: `-c` workers ([`worker`]) each run one
-//! connection, claiming operations from the run's schedule ([`run`]):
+//! connection, claiming operations from the run's schedule ([`run()`]):
 //! closed loop by default, open loop at a fixed rate with `--rate`. Every
 //! operation's latency goes into a log-linear histogram ([`histogram`]);
 //! errors are classified and counted, never fatal. The harness reports its

@@ -2,7 +2,7 @@
 //!
 //! Every byte that came from a client (the request URL, a CGI script's
 //! stderr, a meta a script chose) goes through
-//! [`escape_for_log`](crate::log_escape::escape_for_log) before it reaches
+//! [`escape_for_log`] before it reaches
 //! the log.
 //!
 //! The access log is one line per answered request, at info level with the

@@ -12,7 +12,7 @@
 //!    port other than the listener's is refused (`53`), and the virtual
 //!    host's [`Handler`] answers.
 //! 3. **Response.** The header is written; for `20` the body follows:
-//!    bytes at once, a [`BodyStream`](super::app::BodyStream) (files) in
+//!    bytes at once, a [`BodyStream`] (files) in
 //!    bounded chunks whenever the output queue falls below the low water
 //!    mark, or a CGI process's output as it comes (the reactor stops
 //!    reading the pipe while the client is slow). A client that takes
