@@ -6,7 +6,7 @@
 //! for the timeout (`timerfd_settime` + `epoll_ctl`) and drains and re-arms
 //! its wake-up eventfd (`read` + `epoll_ctl`), four system calls beside the
 //! `epoll_wait` itself. With one wakeup per connection or two, as under a
-//! connection-per-request load, that was a third of the server's system
+//! connection-per-request load, that was a quarter of the server's system
 //! calls (BENCHMARKS.md, "Readiness"). Here a wait is one `epoll_pwait`
 //! (its timeout rounded up to the millisecond, so a timer never fires
 //! early), and the wake-up eventfd is edge-triggered, so waking costs one
