@@ -547,9 +547,8 @@ impl Core {
                 .unwrap_or_else(|| io::Error::from(io::ErrorKind::ConnectionReset));
             return self.finalize(key, Disconnect::Io(e));
         }
-        if flags & flag::LINGER != 0
-            && flags & flag::WRITE_SHUT != 0
-            && (ev.readable || ev.is_hup())
+        if flags & flag::LINGER != 0 && flags & flag::WRITE_SHUT != 0 && ev.readable
+        // hang-ups are reported as readable
         {
             // A lingering close drains to the peer's EOF even once both
             // directions are shut (HUP): closing with input still unread
@@ -897,17 +896,23 @@ impl Core {
         self.arm_listener(index);
     }
 
-    /// Accepts up to `batch` connections: as many as the accept queue
-    /// holds when the kernel says (TCP), otherwise until `WouldBlock`.
-    /// The listener is level-triggered, so what is left is reported again.
-    fn accept_batch(&mut self, index: u32, batch: usize) {
-        let waiting = match self.listeners.get(index as usize) {
+    /// How many connections wait in listener `index`'s accept queue, when
+    /// the kernel says (TCP listeners); `None` for Unix listeners.
+    fn accept_queue_len(&self, index: u32) -> Option<u32> {
+        match self.listeners.get(index as usize) {
             Some(Some(l)) => match &l.socket {
                 ListenSocket::Tcp(s) => sys::accept_queue_len(s),
                 ListenSocket::Unix(_) => None,
             },
-            _ => return,
-        };
+            _ => None,
+        }
+    }
+
+    /// Accepts up to `batch` connections: as many as the accept queue
+    /// holds when the kernel says (TCP), otherwise until `WouldBlock`.
+    /// The listener is level-triggered, so what is left is reported again.
+    fn accept_batch(&mut self, index: u32, batch: usize) {
+        let waiting = self.accept_queue_len(index);
         // At least one: a wakeup with an empty queue (another process took
         // the connection) costs one failing accept, as before.
         let batch = waiting.map_or(batch, |n| batch.min((n as usize).max(1)));
@@ -982,11 +987,13 @@ impl Core {
     /// kernel has already queued on it (handshakes complete, requests
     /// perhaps sent), so those clients are answered like every open
     /// connection instead of being reset when the socket closes. Bounded by
-    /// the connection cap, and by the largest queue Linux allows
-    /// (`somaxconn`'s default, 4096): clients that keep arriving during the
-    /// drain (a flood the gate refuses) cannot keep it going.
+    /// the connection cap and by what was queued when the drain began (on
+    /// TCP, from `TCP_INFO`; on a Unix socket, at most 4096, `somaxconn`'s
+    /// default): clients that keep arriving during the drain (a flood the
+    /// gate refuses) cannot keep it going.
     fn drain_accept_queue(&mut self, index: u32) {
-        for _ in 0..4096 {
+        let queued = self.accept_queue_len(index);
+        for _ in 0..queued.map_or(4096, |n| n as usize) {
             if self.conns.len() >= self.config.max_connections {
                 return;
             }

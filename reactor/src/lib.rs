@@ -59,7 +59,8 @@
 //! `EPOLLPRI` is never asked for, so TCP urgent data cannot spin the loop
 //! (the `pitfalls` tests send it).
 //! HUP and ERR end the connection unless a read is about to make progress.
-//! Listeners are level-triggered too and never re-armed: each wakeup
+//! Listeners are level-triggered too, so an event does not need re-arming
+//! (only pausing and resuming a listener change its interest): each wakeup
 //! accepts as many connections as the kernel says wait in the queue
 //! (`TCP_INFO`), up to a per-wakeup cap, instead of accepting until
 //! `EAGAIN` — on Linux a failing `accept4` allocates and frees a whole

@@ -76,9 +76,10 @@ pub trait Protocol {
 
     /// The reactor is shutting down gracefully (SIGINT/SIGTERM or
     /// [`ReactorHandle::shutdown`](crate::ReactorHandle::shutdown)): finish
-    /// what is in flight and close. Whatever was already in the socket has
-    /// been delivered (`data_received`) before this call, so a connection
-    /// with nothing buffered is really idle. Connections still open at the
+    /// what is in flight and close. A connection that is reading has had
+    /// one more read batch from its socket delivered (`data_received`)
+    /// before this call, so one with nothing buffered is almost certainly
+    /// idle (a paused or closing connection is not read). Connections still open at the
     /// deadline are closed. The default does nothing, so the connection
     /// ends when its work ends (or at the deadline).
     fn shutting_down(&mut self, _t: &mut Transport<'_>) {}

@@ -379,7 +379,11 @@ impl Reactor {
 /// Runs what other threads sent with [`ReactorHandle::call_from_thread`],
 /// in the order they sent it.
 fn run_foreign_calls(core: &mut Core) {
-    if !core.shared.has_calls.swap(false, Ordering::AcqRel) {
+    // A plain load first: this runs on every loop iteration, and a swap
+    // would take the cache line for writing each time.
+    if !core.shared.has_calls.load(Ordering::Acquire)
+        || !core.shared.has_calls.swap(false, Ordering::AcqRel)
+    {
         return;
     }
     let calls = match core.shared.calls.lock() {

@@ -60,8 +60,9 @@ pub(crate) fn accept_queue_len(listener: &impl AsRawFd) -> Option<u32> {
             &mut len,
         )
     };
-    // `tcpi_unacked` ends at byte 28; an older kernel may fill less.
-    if r != 0 || (len as usize) < 28 || info.tcpi_state != TCP_LISTEN {
+    // An older kernel may fill less than the whole struct.
+    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_unacked) + 4;
+    if r != 0 || (len as usize) < needed || info.tcpi_state != TCP_LISTEN {
         return None;
     }
     Some(info.tcpi_unacked)

@@ -573,7 +573,7 @@ impl Protocol for HttpConnection {
     fn shutting_down(&mut self, t: &mut Transport<'_>) {
         self.stopping = true;
         // Idle between requests: nothing is lost by closing now (the
-        // reactor delivered whatever was already in the socket before
+        // reactor delivered one more read batch from the socket before
         // telling us). Otherwise the request in progress is answered with
         // `Connection: close`.
         if matches!(self.state, State::Head) && self.buf.is_empty() {
