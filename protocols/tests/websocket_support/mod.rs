@@ -28,6 +28,10 @@ pub struct Probe {
     pub max_chat_backlog: usize,
     /// `/chat` members now.
     pub chat_members: usize,
+    /// How many times the reactor has refreshed the probe: a probe taken
+    /// before the first refresh is all zeros, which reads like "no sockets
+    /// open" though nothing was counted yet.
+    pub refreshes: u64,
 }
 
 /// A server on its own reactor thread, stopped when dropped.
@@ -69,6 +73,7 @@ impl Server {
             reactor.schedule_every(Duration::from_millis(2), move |ctx, _| {
                 let mut p = shared_probe.lock().unwrap();
                 p.stats = ws.stats();
+                p.refreshes += 1;
                 let members = ws.members(CHAT_GROUP);
                 p.chat_members = members.len();
                 for id in members {
@@ -93,12 +98,15 @@ impl Server {
         self.probe.lock().unwrap().clone()
     }
 
-    /// Waits (bounded) until `cond` holds on the probe; returns it.
+    /// Waits (bounded) until `cond` holds on a probe refreshed after this
+    /// call began (so nothing the test did before is missing from it);
+    /// returns it.
     pub fn wait_for(&self, what: &str, cond: impl Fn(&Probe) -> bool) -> Probe {
         let deadline = Instant::now() + IO_TIMEOUT;
+        let since = self.probe().refreshes;
         loop {
             let p = self.probe();
-            if cond(&p) {
+            if p.refreshes > since && cond(&p) {
                 return p;
             }
             assert!(
