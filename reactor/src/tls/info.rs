@@ -65,7 +65,9 @@ pub struct PeerCertInfo {
     /// Not-after as Unix seconds.
     pub not_after_unix: i64,
     /// Serial number in decimal: Jetforce's `TLS_CLIENT_SERIAL_NUMBER` (a
-    /// Python int, so decimal in CGI).
+    /// Python int, so decimal in CGI). Empty when the serial is longer than
+    /// 64 octets (RFC 5280 allows 20), which only a hostile or broken
+    /// certificate has; `serial_hex` still carries it.
     pub serial: String,
     /// Serial number in upper-case hex without leading zeros, as Jetforce
     /// applications format it (`f"{serial:X}"`).
@@ -99,7 +101,7 @@ impl PeerCertInfo {
         let validity = cert.validity();
         let not_before_unix = validity.not_before.timestamp();
         let not_after_unix = validity.not_after.timestamp();
-        let serial = &cert.tbs_certificate.serial;
+        let serial = cert.tbs_certificate.raw_serial();
         Some(PeerCertInfo {
             sha256: digest,
             hash,
@@ -111,8 +113,8 @@ impl PeerCertInfo {
             not_after: rfc3339(&validity.not_after),
             not_before_unix,
             not_after_unix,
-            serial: serial.to_string(),
-            serial_hex: serial.to_str_radix(16).to_ascii_uppercase(),
+            serial: super::serial::decimal(serial).unwrap_or_default(),
+            serial_hex: super::serial::hex(serial),
             valid_now: not_before_unix <= now_unix && now_unix <= not_after_unix,
             authorised,
         })

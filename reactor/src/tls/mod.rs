@@ -82,6 +82,7 @@ pub mod config;
 pub mod error;
 pub mod info;
 pub mod provider;
+mod serial;
 pub mod session;
 pub mod sni;
 
