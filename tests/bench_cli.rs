@@ -5,10 +5,11 @@
 //!
 //! Checked: with `-n` the harness reports exactly the operations the server
 //! counted; errors (refused, closed early, garbage, silence) are counted,
-//! not fatal; `--rate` holds its rate within 5%; the JSON output parses.
+//! not fatal; `--rate` issues its operations within 5% (and measures its
+//! rate within 15%: the window's end can be late); the JSON output parses.
 
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -265,7 +266,11 @@ fn ws_echo(count: Arc<AtomicU64>) -> Box<dyn Protocol> {
 }
 
 fn tls_config() -> ServerTlsConfig {
-    let dir = std::env::temp_dir().join(format!("torsion-bench-cli-{}", std::process::id()));
+    // A directory per call: tests run in parallel, and two generating into
+    // one directory would race on the same temporary file.
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("torsion-bench-cli-{}-{n}", std::process::id()));
     let store = CertStore::new();
     store
         .add_default(
@@ -623,10 +628,13 @@ fn tcp_echo_and_connect_only() {
 
 #[test]
 fn a_refused_port_is_counted_not_fatal() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // Bound but never listening, for the whole run: connections to it are
+    // refused (reset), and no other test's bind(0) can take the port.
+    let bound = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    bound
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let port = bound.local_addr().unwrap().as_socket().unwrap().port();
     let j = bench_json(&["-n", "50", "-c", "4", &url("http", port, "/")]);
     assert_eq!(j.int("ops"), 0);
     assert_eq!(j.int("errors.refused"), 50);
@@ -690,8 +698,12 @@ fn rate_holds_within_five_percent() {
         "server {}",
         server.count()
     );
+    // The offered load above is exact (jobs are scheduled at i / rate); the
+    // measured rate divides by the window, which ends when a reactor timer
+    // fires and so can run late (never early) on a loaded machine: the
+    // rate can only come out low, within 15% allows 0.35 s of lateness.
     let rate = j.num("ops_per_s");
-    assert!((475.0..=525.0).contains(&rate), "rate {rate}");
+    assert!((425.0..=525.0).contains(&rate), "rate {rate}");
     assert_eq!(j.num("rate"), 500.0);
 }
 

@@ -390,5 +390,12 @@ fn fifty_mib_streamed_to_a_slow_reader_with_bounded_memory() {
     );
     // High water (64 KiB) + one chunk (32 KiB) + TLS record overhead.
     assert!(max < 160 * 1024, "server queued up to {max} bytes");
-    assert!(start.elapsed() < Duration::from_secs(9));
+    // Only a sanity bound (a stuck stream would fail the reads first): the
+    // pauses alone are over a second, and a debug build on a loaded
+    // machine is slow.
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "50 MiB took {:?}",
+        start.elapsed()
+    );
 }

@@ -457,13 +457,17 @@ fn ping_timeout_closes_a_silent_client() {
         ..WsConfig::default()
     };
     let server = Server::start(config);
-    let mut s = server.raw("/echo");
+    // Before connecting: the server's clocks start later, so the close
+    // comes no sooner than the ping interval plus the pong deadline
+    // (250 ms) after this, less a little timer slack.
     let start = Instant::now();
+    let mut s = server.raw("/echo");
     let ping = read_frame(&mut s).unwrap();
     assert_eq!(ping.opcode, 0x9, "{ping:?}");
     // Not answered: the server gives up after the pong deadline.
     assert_eq!(expect_close(&mut s), Some(1011));
-    assert!(start.elapsed() >= Duration::from_millis(140));
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(240), "closed after {took:?}");
     server.wait_for("timeout count", |p| p.stats.ping_timeouts == 1);
 }
 
@@ -523,8 +527,9 @@ fn handshake_deadline_closes_a_trickling_client() {
         ..WsConfig::default()
     };
     let server = Server::start(config);
-    let mut s = server.tcp();
+    // Before connecting: the server's deadline starts at the accept, later.
     let start = Instant::now();
+    let mut s = server.tcp();
     s.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n").unwrap();
     expect_eof(&mut s);
     let took = start.elapsed();

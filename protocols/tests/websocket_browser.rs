@@ -7,6 +7,7 @@
 
 mod websocket_support;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,15 +58,36 @@ fn run_browser(url: &str, profile: &Path, extra: &[String]) -> Output {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("start chromium");
+    // Read both pipes while it runs: a full pipe (a large DOM dump, or a
+    // chatty log) would block Chromium until the deadline.
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
     let deadline = Instant::now() + BROWSER_TIMEOUT;
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         if Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("chromium did not finish within {BROWSER_TIMEOUT:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
     }
-    child.wait_with_output().unwrap()
+}
+
+/// Reads `pipe` to its end on a thread; the thread returns what it read.
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = pipe.read_to_end(&mut out);
+        out
+    })
 }
 
 /// Dumps the DOM once the page has rendered a snapshot. Chromium's virtual
