@@ -43,7 +43,8 @@ pub const GATEWAY_INTERFACE: &str = "GCI/1.1";
 /// client certificate also `AUTH_TYPE=CERTIFICATE`, `REMOTE_USER` (subject
 /// CN), `TLS_CLIENT_HASH` (`SHA256:HEX`), `TLS_CLIENT_NOT_BEFORE`,
 /// `TLS_CLIENT_NOT_AFTER` (RFC 3339 UTC), `TLS_CLIENT_SERIAL_NUMBER`
-/// (decimal) and `TLS_CLIENT_AUTHORISED` (`1` when it chains to the
+/// (decimal; empty for a serial over 64 octets) and
+/// `TLS_CLIENT_AUTHORISED` (`1` when it chains to the
 /// configured CA, else `0`).
 pub fn cgi_env(
     request: &Request,
