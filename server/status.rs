@@ -159,7 +159,8 @@ fn worker_lines(
 }
 
 /// Adds `line`'s counters to the line of the same name in `into` (or
-/// appends it).
+/// appends it). Gate refusals are not summed: the gates are shared by all
+/// workers, so [`ServerStatus::snapshot`] sets them from the gates.
 fn add_line(into: &mut Vec<ProtocolStatus>, line: &ProtocolStatus) {
     let Some(p) = into.iter_mut().find(|p| p.name == line.name) else {
         into.push(line.clone());
@@ -170,7 +171,6 @@ fn add_line(into: &mut Vec<ProtocolStatus>, line: &ProtocolStatus) {
     p.requests = p.requests.saturating_add(line.requests);
     p.bytes_in = p.bytes_in.saturating_add(line.bytes_in);
     p.bytes_out = p.bytes_out.saturating_add(line.bytes_out);
-    p.gate_refusals = p.gate_refusals.saturating_add(line.gate_refusals);
     p.tls_failures = p.tls_failures.saturating_add(line.tls_failures);
 }
 
