@@ -90,67 +90,8 @@ impl std::error::Error for ResponseError {}
 #[derive(Debug, Clone)]
 enum Body {
     Length(u64),
-    Chunked(ChunkedSkipper, ChunkSpans),
+    Chunked(ChunkedSkipper),
     UntilClose,
-}
-
-/// Where a chunked body's data bytes are. [`ChunkedSkipper`] validates the
-/// framing; this follows only what it has already accepted, so it needs no
-/// error handling of its own: size lines (hex digits, then anything up to
-/// LF), data, the CRLF after it, and after the last chunk only trailers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChunkSpans {
-    /// Hex digits of a chunk size, accumulated.
-    Size(u64),
-    /// The rest of a size line (extensions, CR), until LF.
-    SizeRest(u64),
-    /// Chunk data; this many bytes left.
-    Data(u64),
-    /// The CRLF after chunk data, until LF.
-    DataEnd,
-    /// After the last chunk: trailers and the final CRLF, no data.
-    Trailers,
-}
-
-impl ChunkSpans {
-    fn new() -> Self {
-        ChunkSpans::Size(0)
-    }
-
-    /// Hands the data bytes among `input` (bytes the skipper accepted) to
-    /// `on_data`.
-    fn feed(&mut self, mut input: &[u8], on_data: &mut impl FnMut(&[u8])) {
-        while !input.is_empty() {
-            if let ChunkSpans::Data(left) = *self {
-                let take = usize::try_from(left).map_or(input.len(), |l| l.min(input.len()));
-                let (data, rest) = input.split_at(take);
-                on_data(data);
-                input = rest;
-                let left = left.saturating_sub(take as u64);
-                *self = if left == 0 {
-                    ChunkSpans::DataEnd
-                } else {
-                    ChunkSpans::Data(left)
-                };
-                continue;
-            }
-            let Some((&b, rest)) = input.split_first() else {
-                return;
-            };
-            input = rest;
-            *self = match (*self, b) {
-                (ChunkSpans::Size(n), _) if b.is_ascii_hexdigit() => {
-                    let digit = u64::from(char::from(b).to_digit(16).unwrap_or_default());
-                    ChunkSpans::Size(n.saturating_mul(16).saturating_add(digit))
-                }
-                (ChunkSpans::Size(0) | ChunkSpans::SizeRest(0), b'\n') => ChunkSpans::Trailers,
-                (ChunkSpans::Size(n) | ChunkSpans::SizeRest(n), b'\n') => ChunkSpans::Data(n),
-                (ChunkSpans::Size(n) | ChunkSpans::SizeRest(n), _) => ChunkSpans::SizeRest(n),
-                (ChunkSpans::DataEnd, b'\n') => ChunkSpans::Size(0),
-                (state, _) => state,
-            };
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -227,7 +168,7 @@ fn interpret(resp: &httparse::Response<'_, '_>) -> Result<HeadOutcome, ResponseE
     let body = if no_body {
         Body::Length(0)
     } else if chunked {
-        Body::Chunked(ChunkedSkipper::new(u64::MAX), ChunkSpans::new())
+        Body::Chunked(ChunkedSkipper::new(u64::MAX))
     } else if let Some(n) = length {
         Body::Length(n)
     } else {
@@ -285,9 +226,10 @@ impl ResponseReader {
                         on_body(input.get(..take).unwrap_or_default());
                         (take, *left == 0)
                     }
-                    Body::Chunked(sk, spans) => {
-                        let used = sk.feed(input).map_err(ResponseError::Chunked)?;
-                        spans.feed(input.get(..used).unwrap_or_default(), on_body);
+                    Body::Chunked(sk) => {
+                        let used = sk
+                            .feed_with(input, &mut *on_body)
+                            .map_err(ResponseError::Chunked)?;
                         (used, sk.is_done())
                     }
                     Body::UntilClose => {
@@ -538,17 +480,6 @@ mod tests {
         let informational =
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
         assert_eq!(bodies_all_ways(informational), vec![b"ok".to_vec()]);
-    }
-
-    #[test]
-    fn chunk_spans_follow_only_data() {
-        let mut spans = ChunkSpans::new();
-        let mut data = Vec::new();
-        spans.feed(b"3\r\nabc\r\n0\r\nT: 3\r\n\r\n", &mut |d: &[u8]| {
-            data.extend_from_slice(d)
-        });
-        assert_eq!(data, b"abc");
-        assert_eq!(spans, ChunkSpans::Trailers);
     }
 
     fn ok(status: u16) -> Response {

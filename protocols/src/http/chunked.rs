@@ -144,6 +144,17 @@ impl ChunkedSkipper {
     /// it used: all of them unless the body ended inside `input`, in which
     /// case the rest belongs to the next request.
     pub fn feed(&mut self, input: &[u8]) -> Result<usize, ChunkedError> {
+        self.feed_with(input, |_| {})
+    }
+
+    /// [`feed`](Self::feed), handing the body's data bytes (without the
+    /// chunk framing) to `on_data` as they pass: for a client that wants
+    /// the body, not just to skip it.
+    pub fn feed_with(
+        &mut self,
+        input: &[u8],
+        mut on_data: impl FnMut(&[u8]),
+    ) -> Result<usize, ChunkedError> {
         let mut used = 0;
         while let Some(rest) = input.get(used..).filter(|r| !r.is_empty()) {
             match self.state {
@@ -151,6 +162,7 @@ impl ChunkedSkipper {
                 State::Failed(e) => return Err(e),
                 State::Data { remaining } => {
                     let take = usize::try_from(remaining).map_or(rest.len(), |r| r.min(rest.len()));
+                    on_data(rest.get(..take).unwrap_or_default());
                     used += take;
                     // `take` <= `remaining`, so this cannot underflow.
                     let left = remaining.saturating_sub(take as u64);
@@ -313,6 +325,25 @@ mod tests {
         assert_eq!(skip(body), Ok((body.len(), true)));
         let body = b"a\r\n0123456789\r\n000\r\n\r\n";
         assert_eq!(skip(body), Ok((body.len(), true)));
+    }
+
+    #[test]
+    fn feed_with_hands_over_only_the_data_at_every_split() {
+        let body = b"4;x=y\r\nWiki\r\n5\r\npedia\r\n0\r\nT: 3\r\n\r\nGET";
+        for split in 0..=body.len() {
+            let mut sk = ChunkedSkipper::new(BUDGET);
+            let mut data = Vec::new();
+            let used = sk
+                .feed_with(&body[..split], |d| data.extend_from_slice(d))
+                .unwrap();
+            let more = sk
+                .feed_with(&body[used..], |d| data.extend_from_slice(d))
+                .unwrap();
+            assert!(sk.is_done(), "split {split}");
+            // The next request's first bytes are left alone.
+            assert_eq!(used + more, body.len() - 3, "split {split}");
+            assert_eq!(data, b"Wikipedia", "split {split}");
+        }
     }
 
     #[test]
