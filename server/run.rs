@@ -386,6 +386,10 @@ fn open_listeners(index: usize, shared: &Shared) -> Result<Opened, Box<dyn std::
                 gate: Some(Box::new(gate.clone())),
                 tls: spec.tls.clone(),
                 proxy: proxy_for(spec.scheme, spec.endpoint)?,
+                // These wait for the client's request (or ClientHello, or
+                // PROXY header) first. Echo does too, but `torsion bench
+                // --connect-only` measures bare connections against it.
+                defer_accept: matches!(spec.scheme, "gemini" | "http" | "https" | "ws"),
                 ..ListenOptions::default()
             };
             let id = match source {

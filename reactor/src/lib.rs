@@ -66,7 +66,9 @@
 //! `EAGAIN` — on Linux a failing `accept4` allocates and frees a whole
 //! socket, which cost 13% of the server's CPU per connection under a
 //! connection-per-request load. Accepted sockets inherit `TCP_NODELAY`
-//! from the listener. Child pipes and the signal pipe are oneshot and
+//! from the listener. A listener whose clients speak first can ask the
+//! kernel to hand connections over only with their first bytes
+//! (`ListenOptions::defer_accept`). Child pipes and the signal pipe are oneshot and
 //! re-armed after each event. All connections share one read buffer; a
 //! connection owns a write buffer only while the socket has not taken all
 //! of its output, and output written during one callback is sent with one

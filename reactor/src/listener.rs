@@ -35,6 +35,14 @@ pub struct ListenOptions {
     /// see the client the header names. A connection without a valid
     /// header within the deadline is closed.
     pub proxy: Option<crate::proxy_stage::ProxyOptions>,
+    /// The client speaks first (HTTP, TLS, a PROXY header): have the kernel
+    /// hand a connection over once its first bytes have arrived
+    /// (`TCP_DEFER_ACCEPT`), not at the end of the TCP handshake, so
+    /// accepting it and reading its request take one wakeup instead of two.
+    /// A client that sends nothing is handed over after about a second, and
+    /// its deadlines start then. Leave it off where the server speaks
+    /// first. TCP only.
+    pub defer_accept: bool,
 }
 
 impl Default for ListenOptions {
@@ -46,6 +54,7 @@ impl Default for ListenOptions {
             start_paused: false,
             tls: None,
             proxy: None,
+            defer_accept: false,
         }
     }
 }
@@ -59,6 +68,7 @@ impl std::fmt::Debug for ListenOptions {
             .field("start_paused", &self.start_paused)
             .field("tls", &self.tls.is_some())
             .field("proxy", &self.proxy)
+            .field("defer_accept", &self.defer_accept)
             .finish()
     }
 }
@@ -180,6 +190,9 @@ fn bind_tcp(sa: std::net::SocketAddr, opts: &ListenOptions) -> io::Result<TcpLis
     // system call here instead of one per connection. Replies are usually
     // written whole; Nagle would only delay them.
     socket.set_tcp_nodelay(true)?;
+    if opts.defer_accept {
+        crate::sys::set_defer_accept(&socket)?;
+    }
     socket.bind(&sa.into())?;
     socket.listen(opts.backlog)?;
     Ok(socket.into())
@@ -242,6 +255,52 @@ mod tests {
                 "{host}: TCP_NODELAY not inherited"
             );
         }
+    }
+
+    /// `defer_accept`: a client that has sent its first bytes is handed
+    /// over while one that connected earlier but sent nothing waits, and
+    /// that one is still handed over (after about a second), not dropped.
+    #[test]
+    fn deferred_accept_hands_over_talkers_first_and_silent_clients_later() {
+        use std::io::{Read, Write};
+        use std::time::{Duration, Instant};
+        let opts = ListenOptions {
+            defer_accept: true,
+            ..ListenOptions::default()
+        };
+        let addr = Address::Tcp("127.0.0.1:0".parse().unwrap());
+        let (socket, local) = bind(&addr, &opts).unwrap();
+        let (ListenSocket::Tcp(listener), Address::Tcp(local)) = (socket, local) else {
+            panic!("not TCP");
+        };
+        let accept_within = |limit: Duration| {
+            let deadline = Instant::now() + limit;
+            loop {
+                match crate::sys::accept_tcp(&listener) {
+                    Ok(pair) => return pair,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        assert!(Instant::now() < deadline, "nothing accepted in {limit:?}");
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            }
+        };
+        let silent = TcpStream::connect(local).unwrap();
+        let mut talker = TcpStream::connect(local).unwrap();
+        talker.write_all(b"hello").unwrap();
+        let (mut first, peer) = accept_within(Duration::from_secs(5));
+        assert_eq!(peer, talker.local_addr().unwrap(), "the talker comes first");
+        first.set_nonblocking(false).unwrap();
+        let mut got = [0u8; 5];
+        first.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hello", "its bytes are there on accept");
+        let (_, peer) = accept_within(Duration::from_secs(10));
+        assert_eq!(
+            peer,
+            silent.local_addr().unwrap(),
+            "the silent client, later"
+        );
     }
 
     /// The accept path reads the queue length instead of accepting until

@@ -141,6 +141,11 @@ impl Reactor {
         socket
             .set_tcp_nodelay(true)
             .map_err(ReactorError::Register)?;
+        // Only ever turned on: an inherited socket may carry systemd's
+        // `DeferAcceptSec=`, which the operator chose.
+        if options.defer_accept {
+            crate::sys::set_defer_accept(&listener).map_err(ReactorError::Register)?;
+        }
         self.add_listener(
             ListenSocket::Tcp(listener),
             Address::Tcp(local),

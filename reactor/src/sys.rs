@@ -38,6 +38,35 @@ pub(crate) fn accept_tcp(listener: &impl AsRawFd) -> io::Result<(TcpStream, Sock
     Ok((stream, addr))
 }
 
+/// Seconds a listener with [`ListenOptions::defer_accept`] lets a
+/// connection wait for its first bytes before handing it over anyway. The
+/// kernel counts in SYN-ACK retransmissions, whose first timeout is one
+/// second: a silent client is accepted about a second after it connected.
+///
+/// [`ListenOptions::defer_accept`]: crate::ListenOptions::defer_accept
+pub(crate) const DEFER_ACCEPT_SECS: libc::c_int = 1;
+
+/// Sets `TCP_DEFER_ACCEPT` on a listening socket: the kernel queues a
+/// connection for `accept` only once data has arrived on it (or after
+/// [`DEFER_ACCEPT_SECS`]), not at the end of the TCP handshake.
+pub(crate) fn set_defer_accept(listener: &impl AsRawFd) -> io::Result<()> {
+    let secs: libc::c_int = DEFER_ACCEPT_SECS;
+    // SAFETY: `secs` is a live c_int and we pass its exact size.
+    let r = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// How many connections wait in a TCP listener's accept queue, from
 /// `TCP_INFO` (for a listening socket the kernel reports the queue length
 /// in `tcpi_unacked`). One cheap system call: the alternative, accepting

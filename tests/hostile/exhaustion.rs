@@ -100,15 +100,26 @@ fn assert_asleep(target: &Target, what: &str, window: Duration) -> f64 {
     cpu
 }
 
-/// `ATTACKERS` silent TCP connections spread over the three listeners and
-/// over many addresses (so the per-client cap is not what stops them).
-/// They connect even when the server does not accept: the kernel completes
-/// the handshake into the listener's backlog (1024).
+/// `ATTACKERS` TCP connections spread over the three listeners and over
+/// many addresses (so the per-client cap is not what stops them), each
+/// sending the first byte of what its listener expects (a TLS record, an
+/// HTTP method) and then nothing: the listeners defer accepting until a
+/// client has spoken, and a real attacker speaks. They connect even when
+/// the server does not accept: the kernel completes the handshake into
+/// the listener's backlog (1024).
 fn open_attackers(ports: &Ports) -> Vec<TcpStream> {
     (0..ATTACKERS)
         .map(|i| {
-            connect_from(attacker_ip(i), ports.of(Listener::ALL[i % LISTENERS]))
-                .unwrap_or_else(|e| panic!("attacker {i}: {e}"))
+            let listener = Listener::ALL[i % LISTENERS];
+            let mut sock = connect_from(attacker_ip(i), ports.of(listener))
+                .unwrap_or_else(|e| panic!("attacker {i}: {e}"));
+            let first: &[u8] = match listener {
+                Listener::Http => b"G",
+                Listener::Gemini | Listener::Https => &[0x16], // a TLS handshake record
+            };
+            sock.write_all(first)
+                .unwrap_or_else(|e| panic!("attacker {i}: {e}"));
+            sock
         })
         .collect()
 }

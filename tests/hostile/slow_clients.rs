@@ -10,7 +10,8 @@
 //! server closed it. (The HTTP head deadline is configurable now; it stays
 //! at its default here because the "head after a pause" attackers need a
 //! deadline well past their pause plus [`CLOSE_SLACK`] to tell a deadline
-//! counted from the connect from one counted from the first byte.)
+//! counted from the hand-over (about a second after the connect, for a
+//! client that sends nothing) from one counted from the first byte.)
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -48,6 +49,11 @@ const EARLY: Duration = Duration::from_millis(500);
 /// Slowloris pace: one byte every few seconds, so a deadline of 10 s sees
 /// at most five of them — never a whole request.
 const TRICKLE_EVERY: Duration = Duration::from_millis(2500);
+
+/// When the kernel hands a connection that has sent nothing to a listener
+/// that defers accepting (`TCP_DEFER_ACCEPT`, README "The accept gate"):
+/// at the first SYN-ACK retransmission, a second after the connect.
+const SILENT_HANDED_OVER: Duration = Duration::from_secs(1);
 
 /// Slowloris connections per listener (issue 10).
 const SLOWLORIS: usize = 2000;
@@ -329,8 +335,9 @@ fn slowloris_on_gemini_is_closed_by_the_handshake_and_request_deadlines() {
 
 /// Slowloris on the HTTP listener: 2,000 connections trickling a request
 /// head a byte at a time, half starting at once and half after a pause
-/// (README: "10 s to send a head", counted from the connection's start for
-/// the first request). Also shows the per-client cap: 300 connections from
+/// (README: "10 s to send a head", counted from the connection's start —
+/// for a listener that defers accepting, when the kernel hands it over —
+/// for the first request). Also shows the per-client cap: 300 connections from
 /// one address, of which the 44 over `--max-conns-per-ip` 256 are closed at
 /// once.
 #[test]
@@ -344,8 +351,15 @@ fn slowloris_on_http_is_closed_by_the_head_deadline_and_capped_per_client() {
     // The per-client cap first, from an address no other attacker uses.
     let one_client = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1));
     let capped_at = Instant::now();
+    // Each sends the head's first byte at once: the listener defers
+    // accepting until a client has spoken (`TCP_DEFER_ACCEPT`).
     let capped: Vec<TcpStream> = (0..300)
-        .map(|_| connect_from(one_client, to).expect("capped attacker connect"))
+        .map(|_| {
+            let mut sock = connect_from(one_client, to).expect("capped attacker connect");
+            sock.write_all(&head[..1])
+                .expect("capped attacker's first byte");
+            sock
+        })
         .collect();
     let turned_away = wait_closed(&capped[256..], Duration::from_secs(2));
     let still_open = turned_away.iter().filter(|c| c.is_none()).count();
@@ -361,27 +375,30 @@ fn slowloris_on_http_is_closed_by_the_head_deadline_and_capped_per_client() {
     );
 
     let mut trickle = Trickle::default();
-    // Those within the cap join the slowloris (their first byte now; the
-    // deadline counts from their connect).
+    // Those within the cap join the slowloris with the rest of the head
+    // (the deadline counts from their connect, when they spoke).
     for sock in capped.into_iter().take(256) {
         trickle.add(
             "within the cap",
             sock,
-            bytewise(head),
+            bytewise(&head[1..]),
             capped_at,
             Duration::ZERO,
         );
     }
     for i in 0..SLOWLORIS {
         let sock = connect_from(attacker_ip(i), to).expect("attacker connect");
-        // Half send their first byte a few seconds after connecting: the
-        // head deadline still counts from the connection's start.
-        let (label, first_after) = if i % 2 == 0 {
-            ("head from the connect", Duration::ZERO)
+        // Half send their first byte a few seconds after connecting. The
+        // kernel hands such a silent connection over about a second after
+        // its connect (`TCP_DEFER_ACCEPT`), and the head deadline counts
+        // from then, not from the first byte.
+        let (label, first_after, since) = if i % 2 == 0 {
+            ("head from the connect", Duration::ZERO, Instant::now())
         } else {
-            ("head after a pause", 2 * TRICKLE_EVERY)
+            let handed_over = Instant::now() + SILENT_HANDED_OVER;
+            ("head after a pause", 2 * TRICKLE_EVERY, handed_over)
         };
-        trickle.add(label, sock, bytewise(head), Instant::now(), first_after);
+        trickle.add(label, sock, bytewise(head), since, first_after);
     }
     // 2,256 plain TCP connections, each with a few bytes of head buffered,
     // raise RSS by about 1 MiB (measured), kept by the allocator: 4 MiB.
