@@ -68,8 +68,8 @@
 //! connection-per-request load. Accepted sockets inherit `TCP_NODELAY`
 //! from the listener. A listener whose clients speak first can ask the
 //! kernel to hand connections over only with their first bytes
-//! (`ListenOptions::defer_accept`). Child pipes and the signal pipe are oneshot and
-//! re-armed after each event. All connections share one read buffer; a
+//! (`ListenOptions::defer_accept`). Child pipes and the signal pipe are
+//! oneshot and re-armed after each event. All connections share one read buffer; a
 //! connection owns a write buffer only while the socket has not taken all
 //! of its output, and output written during one callback is sent with one
 //! `write`.
