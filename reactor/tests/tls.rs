@@ -502,7 +502,7 @@ fn hostile_clients_do_not_delay_a_good_one_and_stalled_ones_time_out() {
     };
     let mut server = Server::echo(config, tls_config(store));
     let hello = client_hello();
-    let mut rng = XorShift(0x5eed_1234_abcd_0001);
+    let mut rng = Rng::new(0x5eed_1234_abcd_0001);
     let mut garbage = Vec::new();
     let mut stalled = Vec::new();
     let t_stall = Instant::now();

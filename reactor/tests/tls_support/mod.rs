@@ -446,31 +446,9 @@ pub fn client_hello() -> Vec<u8> {
     out
 }
 
-/// A small deterministic pseudo-random generator (xorshift64*): test
-/// garbage without a `rand` dependency.
-pub struct XorShift(pub u64);
-
-impl XorShift {
-    /// The next 64 pseudo-random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// `n` pseudo-random bytes.
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(n + 8);
-        while v.len() < n {
-            v.extend_from_slice(&self.next_u64().to_le_bytes());
-        }
-        v.truncate(n);
-        v
-    }
-}
+#[path = "../common/rng.rs"]
+mod rng;
+pub use rng::Rng;
 
 /// Waits (bounded by the socket's read timeout) for the peer to close:
 /// returns everything read before EOF or a reset.
