@@ -65,6 +65,10 @@ pub struct ListenerSpec<'a> {
     pub endpoint: &'a Endpoint,
     /// TLS settings, for TLS listeners.
     pub tls: Option<ServerTlsConfig>,
+    /// The client sends first (a request, a ClientHello): the kernel may
+    /// hold a connection until its first bytes arrive
+    /// (`ListenOptions::defer_accept`).
+    pub client_speaks_first: bool,
     /// Builds a factory for one worker's reactor, given the port the
     /// listener actually bound (Gemini checks request URLs against it).
     pub make_factory: Box<dyn Fn(u16) -> Box<dyn Factory> + 'a>,
@@ -136,6 +140,9 @@ fn listeners<'a>(shared: &'a Shared, registry: &SharedRegistry) -> Vec<ListenerS
             scheme: "echo",
             endpoint: e,
             tls: None,
+            // The echo client does send first, but `torsion bench
+            // --connect-only` measures bare connections against it.
+            client_speaks_first: false,
             make_factory: Box::new(|_port| {
                 Box::new(torsion_protocols::echo::Echo::factory(
                     torsion_protocols::echo::EchoConfig::default(),
@@ -386,10 +393,7 @@ fn open_listeners(index: usize, shared: &Shared) -> Result<Opened, Box<dyn std::
                 gate: Some(Box::new(gate.clone())),
                 tls: spec.tls.clone(),
                 proxy: proxy_for(spec.scheme, spec.endpoint)?,
-                // These wait for the client's request (or ClientHello, or
-                // PROXY header) first. Echo does too, but `torsion bench
-                // --connect-only` measures bare connections against it.
-                defer_accept: matches!(spec.scheme, "gemini" | "http" | "https" | "ws"),
+                defer_accept: spec.client_speaks_first,
                 ..ListenOptions::default()
             };
             let id = match source {

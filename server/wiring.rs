@@ -112,6 +112,7 @@ pub fn protocol_listeners<'a>(
             scheme: "gemini",
             endpoint: &g.endpoint,
             tls: view.tls.map(|t| t.gemini.clone()),
+            client_speaks_first: true,
             make_factory: Box::new(move |port| match GeminiFactory::new(config.clone(), port) {
                 Ok(f) => {
                     registry.borrow_mut().gemini.push(f.requests());
@@ -138,6 +139,7 @@ pub fn protocol_listeners<'a>(
             scheme: if w.plain { "ws" } else { "https" },
             endpoint: &w.endpoint,
             tls,
+            client_speaks_first: true,
             make_factory: Box::new(move |_port| {
                 let source = ServerStatus::new(
                     started,
@@ -158,6 +160,7 @@ pub fn protocol_listeners<'a>(
             scheme: "http",
             endpoint: &h.endpoint,
             tls: None,
+            client_speaks_first: true,
             make_factory: Box::new(move |_port| {
                 let mut config = config.clone();
                 if config.redirect.target_port == 0 {

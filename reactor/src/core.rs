@@ -547,9 +547,8 @@ impl Core {
                 .unwrap_or_else(|| io::Error::from(io::ErrorKind::ConnectionReset));
             return self.finalize(key, Disconnect::Io(e));
         }
-        if flags & flag::LINGER != 0 && flags & flag::WRITE_SHUT != 0 && ev.readable
-        // hang-ups are reported as readable
-        {
+        // Hang-ups are reported as readable too.
+        if flags & flag::LINGER != 0 && flags & flag::WRITE_SHUT != 0 && ev.readable {
             // A lingering close drains to the peer's EOF even once both
             // directions are shut (HUP): closing with input still unread
             // would reset the connection and could destroy the answer in

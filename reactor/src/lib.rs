@@ -48,8 +48,7 @@
 //! Readiness comes from epoll, through `rustix`'s safe calls (the
 //! `poller` module: one `epoll_pwait` per wakeup, where the `polling`
 //! crate spent five system calls re-arming its timerfd and wake-up
-//! eventfd). Connection sockets are
-//! registered **level-triggered**, with read interest only while the
+//! eventfd). Connection sockets are registered **level-triggered**, with read interest only while the
 //! protocol wants data and write interest only while output is queued, so
 //! an idle connection costs no wakeups. A read shorter than the buffer
 //! means the socket is drained: the loop moves on, and anything that
@@ -69,10 +68,10 @@
 //! from the listener. A listener whose clients speak first can ask the
 //! kernel to hand connections over only with their first bytes
 //! (`ListenOptions::defer_accept`). Child pipes and the signal pipe are
-//! oneshot and re-armed after each event. All connections share one read buffer; a
-//! connection owns a write buffer only while the socket has not taken all
-//! of its output, and output written during one callback is sent with one
-//! `write`.
+//! oneshot and re-armed after each event. All connections share one read
+//! buffer; a connection owns a write buffer only while the socket has not
+//! taken all of its output, and output written during one callback is
+//! sent with one `write`.
 //!
 //! # Memory per connection
 //!

@@ -97,7 +97,8 @@ impl Event {
         self.err
     }
 
-    fn flags(&self, mode: Mode) -> EventFlags {
+    /// What epoll is told for this interest: the key, and the flags.
+    fn registration(&self, mode: Mode) -> (EventData, EventFlags) {
         let mut flags = match mode {
             Mode::Level => EventFlags::empty(),
             Mode::Oneshot => EventFlags::ONESHOT,
@@ -108,7 +109,7 @@ impl Event {
         if self.writable {
             flags |= EventFlags::OUT;
         }
-        flags
+        (EventData::new_u64(self.key as u64), flags)
     }
 
     fn from_epoll(ev: &epoll::Event) -> Event {
@@ -171,25 +172,15 @@ impl Poller {
 
     /// Registers `source` with `interest`.
     pub fn add(&self, source: impl AsFd, interest: Event, mode: Mode) -> io::Result<()> {
-        epoll::add(
-            &self.epoll,
-            source,
-            EventData::new_u64(interest.key as u64),
-            interest.flags(mode),
-        )?;
-        Ok(())
+        let (data, flags) = interest.registration(mode);
+        Ok(epoll::add(&self.epoll, source, data, flags)?)
     }
 
     /// Replaces the interest of a registered `source` (and re-arms a
     /// oneshot registration).
     pub fn modify(&self, source: impl AsFd, interest: Event, mode: Mode) -> io::Result<()> {
-        epoll::modify(
-            &self.epoll,
-            source,
-            EventData::new_u64(interest.key as u64),
-            interest.flags(mode),
-        )?;
-        Ok(())
+        let (data, flags) = interest.registration(mode);
+        Ok(epoll::modify(&self.epoll, source, data, flags)?)
     }
 
     /// Unregisters `source`; call it before closing the descriptor.

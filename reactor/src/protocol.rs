@@ -79,8 +79,8 @@ pub trait Protocol {
     /// what is in flight and close. A connection that is reading has had
     /// one more read batch from its socket delivered (`data_received`)
     /// before this call, so one with nothing buffered is almost certainly
-    /// idle (a paused or closing connection is not read). Connections still open at the
-    /// deadline are closed. The default does nothing, so the connection
+    /// idle (a paused or closing connection is not read). Connections still
+    /// open at the deadline are closed. The default does nothing, so the connection
     /// ends when its work ends (or at the deadline).
     fn shutting_down(&mut self, _t: &mut Transport<'_>) {}
 

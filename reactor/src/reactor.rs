@@ -196,10 +196,10 @@ impl Reactor {
         } else {
             Event::none(poll_key(KIND_LISTENER, index))
         };
-        // Level-triggered: accepting until `WouldBlock` empties the backlog,
-        // and a listener that still has work is simply reported again, so
-        // it never needs re-arming. Deleted from the poller in
-        // `close_listener` (or in `Drop`) before the socket closes.
+        // Level-triggered: a listener with connections still queued after
+        // a wakeup's batch is simply reported again, so it never needs
+        // re-arming. Deleted from the poller in `close_listener` (or in
+        // `Drop`) before the socket closes.
         self.core
             .poller
             .add(socket.as_fd(), ev, Mode::Level)

@@ -28,39 +28,11 @@ fn config() -> String {
     format!("[tls]\nhandshake_timeout = \"{ms}ms\"\n\n[[http]]\nhead_timeout = \"{ms}ms\"\n")
 }
 
-/// A small seeded PRNG (xorshift64*), so the garbage is random but every
-/// run sends the same bytes.
-struct Rng(u64);
-
-impl Rng {
-    /// A generator for stream `seed` (any value; zero is remapped).
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    /// The next 64 random bits.
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n` (`n > 0`; the modulo bias is irrelevant here).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// Fills `buf` with random bytes.
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let bytes = self.next().to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-    }
-}
+/// The reactor tests' seeded PRNG (xorshift64*), so the garbage is random
+/// but every run sends the same bytes.
+#[path = "../../reactor/tests/common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 /// One garbage connection's result.
 #[derive(Debug)]
@@ -78,17 +50,16 @@ struct Garbage {
 /// deadline).
 fn garbage_connection(n: usize, to: Listener, ports: &Ports) -> Garbage {
     let mut rng = Rng::new(n as u64 + 1);
-    let bits = rng.below(15);
-    let len = 1 + rng.below(1u64 << bits) as usize;
+    let bits = rng.next_u64() % 15;
+    let len = 1 + (rng.next_u64() % (1u64 << bits)) as usize;
     let held = n % 2 == 1;
-    let mut data = vec![0u8; len];
-    rng.fill(&mut data);
+    let data = rng.bytes(len);
     let mut s: TcpStream = connect_from(attacker_ip(n), ports.of(to))
         .unwrap_or_else(|e| panic!("garbage connection {n} to {to:?}: {e}"));
     let mut sent_all = true;
     let mut rest = &data[..];
     while !rest.is_empty() {
-        let take = (1 + rng.below(4096) as usize).min(rest.len());
+        let take = (1 + rng.range(0, 4095)).min(rest.len());
         // A failed write: the server refused before reading everything,
         // which is allowed.
         if s.write_all(&rest[..take]).is_err() {

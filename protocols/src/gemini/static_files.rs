@@ -97,26 +97,25 @@ fn lookup_plain(root: &Path, rel: &Path) -> Option<Lookup> {
         return None;
     }
     let mut path = root.to_path_buf();
-    let mut components = rel.components().peekable();
-    if components.peek().is_none() {
-        return match fs::symlink_metadata(root) {
-            Ok(meta) if meta.file_type().is_symlink() => None,
-            Ok(meta) => Some(Lookup::Found(path, meta)),
-            Err(e) => Some(lookup_error(e)),
-        };
-    }
-    let mut last = None;
-    for component in components {
+    let mut meta = None;
+    for component in rel.components() {
         path.push(component);
-        // Every component is checked, not only the last: `lstat` of
-        // `a/b` would follow a symlink `a` without saying so.
-        match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.file_type().is_symlink() => return None,
-            Ok(meta) => last = Some(meta),
-            Err(e) => return Some(lookup_error(e)),
+        // Every component is checked, not only the last: `lstat` of `a/b`
+        // would follow a symlink `a` without saying so. The first symlink
+        // or error ends the walk.
+        let m = fs::symlink_metadata(&path);
+        let plain = matches!(&m, Ok(m) if !m.file_type().is_symlink());
+        meta = Some(m);
+        if !plain {
+            break;
         }
     }
-    last.map(|meta| Lookup::Found(path, meta))
+    // An empty `rel` is the root itself.
+    match meta.unwrap_or_else(|| fs::symlink_metadata(&path)) {
+        Ok(m) if m.file_type().is_symlink() => None,
+        Ok(m) => Some(Lookup::Found(path, m)),
+        Err(e) => Some(lookup_error(e)),
+    }
 }
 
 /// `root/rel` resolved with `canonicalize`, which follows every symlink;

@@ -1,4 +1,8 @@
-//! The tests' deterministic PRNG, shared by `common` and `tls_support`.
+//! The tests' deterministic PRNG, shared by `common`, `tls_support` and
+//! the binary's hostile suite (`tests/hostile/garbage.rs`).
+
+// Each user draws in its own way.
+#![allow(dead_code)]
 
 /// A small deterministic PRNG (xorshift64*): random-looking test data and
 /// chunk sizes without a dependency, reproducible from the seed.
